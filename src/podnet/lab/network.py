@@ -1,0 +1,179 @@
+"""Turns a LabPlan into namespaces, veth pairs, addresses and routes, and
+takes them away again. No decisions here: the plan says what to make."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pyroute2 import IPRoute
+
+from podnet.lab import netns
+from podnet.lab.topology import LabPlan, NodePlan, netns_prefix, router_ruleset
+
+RT_SCOPE_LINK = 253
+
+
+@contextmanager
+def rtnl(ns: str) -> Iterator[IPRoute]:
+    """A netlink socket bound to namespace `ns`."""
+    with netns.entered(ns):
+        ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _index(ipr: IPRoute, ifname: str) -> int:
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise RuntimeError(f"interface {ifname} not found")
+    return int(found[0])
+
+
+def veth(ns_a: str, name_a: str, ns_b: str, name_b: str) -> None:
+    """A veth pair from `name_a` in `ns_a` to `name_b` in `ns_b`, both up."""
+    fd = os.open(netns.path(ns_b), os.O_RDONLY)
+    try:
+        with rtnl(ns_a) as ipr:
+            ipr.link("add", ifname=name_a, kind="veth", peer={"ifname": name_b, "net_ns_fd": fd})
+            ipr.link("set", index=_index(ipr, name_a), state="up")
+    finally:
+        os.close(fd)
+    with rtnl(ns_b) as ipr:
+        ipr.link("set", index=_index(ipr, name_b), state="up")
+
+
+def nft(ns: str, ruleset: str) -> None:
+    """Load a ruleset in namespace `ns` in one atomic `nft -f` transaction."""
+    subprocess.run(
+        ["ip", "netns", "exec", ns, "nft", "-f", "-"], input=ruleset.encode(), check=True, capture_output=True
+    )
+
+
+def build(p: LabPlan) -> None:
+    """Make the whole lab network of a plan. On failure, the caller tears down."""
+    for ns in p.all_netns:
+        netns.create(ns)
+    # The fabric: one bridge, a port per node and one for the router.
+    with rtnl(p.fabric_netns) as ipr:
+        ipr.link("add", ifname="br0", kind="bridge")
+        ipr.link("set", index=_index(ipr, "br0"), state="up")
+    ports = [(n.netns, n.fabric_port) for n in p.nodes] + [(p.router_netns, "router")]
+    for ns, port in ports:
+        veth(p.fabric_netns, port, ns, "eth0")
+        with rtnl(p.fabric_netns) as ipr:
+            ipr.link("set", index=_index(ipr, port), master=_index(ipr, "br0"))
+    # The router: the cloud's edge between the fabric and the internet.
+    veth(p.router_netns, "wan", p.internet_netns, "eth0")
+    with rtnl(p.router_netns) as ipr:
+        ipr.addr("add", index=_index(ipr, "eth0"), address=p.router_ip, prefixlen=p.node_prefixlen)
+        ipr.addr("add", index=_index(ipr, "wan"), address=p.router_wan_ip, prefixlen=p.internet_prefixlen)
+    netns.write_sysctl(p.router_netns, "net.ipv4.ip_forward", "1")
+    nft(p.router_netns, router_ruleset(p))
+    with rtnl(p.internet_netns) as ipr:
+        ipr.addr("add", index=_index(ipr, "eth0"), address=p.internet_ip, prefixlen=p.internet_prefixlen)
+        ipr.route("add", dst=p.public_network, gateway=p.router_wan_ip)
+    for node in p.nodes:
+        _build_node(p, node)
+
+
+def _build_node(p: LabPlan, node: NodePlan) -> None:
+    with rtnl(node.netns) as ipr:
+        eth0 = _index(ipr, "eth0")
+        ipr.addr("add", index=eth0, address=node.internal_ip, prefixlen=p.node_prefixlen)
+        ipr.route("add", dst="0.0.0.0/0", gateway=p.router_ip)
+        for other in p.nodes:
+            if other is not node:
+                # host-gw style: the other nodes' pods are one hop away on the fabric
+                ipr.route("add", dst=other.pod_cidr, gateway=other.internal_ip)
+    netns.write_sysctl(node.netns, "net.ipv4.ip_forward", "1")
+
+
+def add_pod(node: NodePlan, pod_ns: str, host_if: str, ip: str) -> None:
+    """A pod's network, as the CNI ptp plugin makes it: a namespace, a veth
+    pair, the pod's /32 on eth0 with the node's gateway address as next hop,
+    and a /32 route to the pod on the node."""
+    netns.create(pod_ns)
+    try:
+        veth(node.netns, host_if, pod_ns, "eth0")
+        with rtnl(node.netns) as ipr:
+            idx = _index(ipr, host_if)
+            ipr.addr("add", index=idx, address=node.pod_gateway, prefixlen=32)
+            ipr.route("add", dst=f"{ip}/32", oif=idx, scope=RT_SCOPE_LINK, prefsrc=node.pod_gateway)
+        with rtnl(pod_ns) as ipr:
+            eth0 = _index(ipr, "eth0")
+            ipr.addr("add", index=eth0, address=ip, prefixlen=32)
+            ipr.route("add", dst=f"{node.pod_gateway}/32", oif=eth0, scope=RT_SCOPE_LINK)
+            ipr.route("add", dst="0.0.0.0/0", gateway=node.pod_gateway, oif=eth0)
+    except BaseException:
+        remove_pod(node, pod_ns, host_if)
+        raise
+
+
+def remove_pod(node: NodePlan, pod_ns: str, host_if: str) -> None:
+    kill_processes(pod_ns)
+    try:
+        with rtnl(node.netns) as ipr:
+            found = ipr.link_lookup(ifname=host_if)
+            if found:
+                ipr.link("del", index=found[0])  # takes its peer and the route with it
+    except FileNotFoundError:
+        pass  # the node is gone already
+    netns.delete(pod_ns)
+
+
+def kill_processes(ns: str, grace: float = 2.0) -> None:
+    """End every process living in namespace `ns`: TERM, then KILL."""
+    pids = netns.pids(ns)
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if _alive(p)]
+        time.sleep(0.05)
+    for pid in pids:
+        _signal(pid, signal.SIGKILL)
+
+
+def _signal(pid: int, sig: int) -> None:
+    if pid == os.getpid():
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def teardown(cluster: str) -> list[str]:
+    """Remove every namespace of `cluster` (and so every link in them), and
+    every process still inside one. Works from nothing but the names, so it
+    cleans up after a crashed control plane too."""
+    prefix = netns_prefix(cluster)
+    names = [n for n in netns.list_names() if n.startswith(prefix)]
+    for name in names:
+        kill_processes(name, grace=0.5)
+    for name in names:
+        netns.delete(name)
+    for name in names:
+        _rmtree(f"/etc/netns/{name}")
+    return names
+
+
+def _rmtree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
