@@ -65,6 +65,7 @@ class _Pod:
     key: str
     name: str
     healthy: bool = True
+    closed: bool = False
     servers: list[asyncio.Server] = field(default_factory=list)
     udp: list[asyncio.DatagramTransport] = field(default_factory=list)
     conns: set[_HttpProtocol] = field(default_factory=set)
@@ -91,6 +92,10 @@ class _HttpProtocol(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.client = format_addr(transport.get_extra_info("peername"))
+        if self.pod.closed:
+            # Accepted just before the pod was removed: drop it.
+            transport.abort()
+            return
         self.pod.conns.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -134,6 +139,10 @@ class _HttpProtocol(asyncio.Protocol):
             if isinstance(event, h11.Request):
                 self.request = event
                 self.body_len = 0
+                declared = dict(event.headers).get(b"content-length", b"0")
+                if declared.isdigit() and int(declared) > MAX_BODY:
+                    self._fail(413)
+                    return
             elif isinstance(event, h11.Data):
                 self.body_len += len(event.data)
                 if self.body_len > MAX_BODY:
@@ -456,6 +465,7 @@ class Responder:
             await self._close_pod(pod)
 
     async def _close_pod(self, pod: _Pod) -> None:
+        pod.closed = True
         waits: list[asyncio.Future[None]] = []
         for server in pod.servers:
             server.close()  # closes the listening socket now

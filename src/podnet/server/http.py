@@ -156,12 +156,12 @@ class Handler(BaseHTTPRequestHandler):
         elif method == "GET":
             self._send(200, reg.get(kind, r.namespace, r.name or ""))
         elif method == "POST" and r.name is None:
-            self._send(201, reg.create(self._body(), r.namespace))
+            self._send(201, reg.create(self._body(), r.namespace, dry_run=query.get("dryRun") == "All"))
         elif method == "PUT" and r.name:
             body = self._body()
             if body.get("metadata", {}).get("name") != r.name:
                 raise BadRequest("the name of the object does not match the name on the URL")
-            self._send(200, reg.update(body, r.namespace, r.subresource))
+            self._send(200, reg.update(body, r.namespace, r.subresource, dry_run=query.get("dryRun") == "All"))
         elif method == "PATCH" and r.name:
             self._send(200, reg.patch(kind, r.namespace, r.name, self._body(), r.subresource))
         elif method == "DELETE" and r.name:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import random
-import string
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -61,7 +60,7 @@ class Registry:
 
     # -- writes --------------------------------------------------------------
 
-    def create(self, obj: Obj, namespace: str | None = None) -> Obj:
+    def create(self, obj: Obj, namespace: str | None = None, dry_run: bool = False) -> Obj:
         kind = self._kind_of(obj)
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
@@ -81,9 +80,15 @@ class Registry:
         validate(obj)
         with self._alloc_lock:  # allocation and create are one step
             self._allocate(obj)
+            if dry_run:
+                if self.store.exists(kind.kind, meta.get("namespace", ""), meta["name"]):
+                    raise AlreadyExists(kind.resource, meta["name"])
+                return obj
             return self.store.create(obj)
 
-    def update(self, obj: Obj, namespace: str | None = None, subresource: str | None = None) -> Obj:
+    def update(
+        self, obj: Obj, namespace: str | None = None, subresource: str | None = None, dry_run: bool = False
+    ) -> Obj:
         kind = self._kind_of(obj)
         meta = obj.get("metadata", {})
         ns = (meta.get("namespace") or namespace or "default") if kind.namespaced else ""
@@ -114,6 +119,8 @@ class Registry:
         with self._alloc_lock:
             if kind.kind == "Service":
                 self._allocate(new)
+            if dry_run:
+                return new
             return self.store.update(new, bump_generation=changed)
 
     def patch(self, kind: str, namespace: str | None, name: str, patch: Obj, subresource: str | None = None) -> Obj:
@@ -250,7 +257,7 @@ def _filter(label_selector: str | None, field_selector: str | None) -> Callable[
         try:
             sel = selectors.parse(label_selector)
         except ValueError as exc:
-            raise BadRequest(f"unable to parse requirement: {exc}") from None
+            raise BadRequest(str(exc)) from None
         checks.append(lambda o: sel.matches(o.get("metadata", {}).get("labels") or {}))
     if field_selector:
         for term in field_selector.split(","):
@@ -264,5 +271,3 @@ def _filter(label_selector: str | None, field_selector: str | None) -> Callable[
         return None
     return lambda o: all(c(o) for c in checks)
 
-
-ALPHANUM = string.ascii_lowercase + string.digits

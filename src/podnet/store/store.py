@@ -86,6 +86,10 @@ class Store:
                 raise NotFound(BY_KIND[kind].resource, name)
             return copy.deepcopy(obj)
 
+    def exists(self, kind: str, namespace: str, name: str) -> bool:
+        with self._lock:
+            return (kind, namespace or "", name) in self._objects
+
     def list(
         self, kind: str, namespace: str | None = None, where: Callable[[Obj], bool] | None = None
     ) -> tuple[list[Obj], int]:

@@ -1,0 +1,183 @@
+"""The lab's control plane process: the store, the API server, the
+controllers, and one kubelet per node, over the lab network. `podnet up`
+starts it in the background; `podnet down` stops it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import signal
+import threading
+from typing import Any
+
+from podnet import __version__
+from podnet.api.errors import AlreadyExists
+from podnet.config import ClusterConfig, load
+from podnet.controllers.manager import ControllerManager
+from podnet.lab import netns, network, topology
+from podnet.lab.kubelet import Kubelet
+from podnet.lab.workload import Responder
+from podnet.server.http import APIHTTPServer
+from podnet.server.registry import Registry
+from podnet.store.store import Store, now_rfc3339
+
+log = logging.getLogger("podnet")
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+INTERNET_PORTS = [(80, "TCP"), (80, "UDP"), (8080, "TCP"), (8080, "UDP")]
+STATE_FILE = "state.json"
+
+
+def node_object(cfg: ClusterConfig, node: topology.NodePlan) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": node.name,
+            "labels": {
+                "kubernetes.io/hostname": node.name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "beta.kubernetes.io/os": "linux",
+                "beta.kubernetes.io/arch": "amd64",
+            },
+        },
+        "spec": {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]},
+        "status": {
+            "addresses": [
+                {"type": "InternalIP", "address": node.internal_ip},
+                {"type": "ExternalIP", "address": node.external_ip},
+                {"type": "Hostname", "address": node.name},
+            ],
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status",
+                    "lastHeartbeatTime": now_rfc3339(),
+                    "lastTransitionTime": now_rfc3339(),
+                }
+            ],
+            "nodeInfo": {
+                "kubeletVersion": f"v1.31.0-podnet.{__version__}",
+                "kubeProxyVersion": f"v1.31.0-podnet.{__version__}",
+                "osImage": "podnet lab",
+                "kernelVersion": platform.release(),
+                "containerRuntimeVersion": f"podnet://{__version__}",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
+        },
+    }
+
+
+def bootstrap(reg: Registry, cfg: ClusterConfig, plan: topology.LabPlan) -> None:
+    for ns in SYSTEM_NAMESPACES:
+        try:
+            reg.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns},
+                        "status": {"phase": "Active"}})
+        except AlreadyExists:
+            pass
+    for node in plan.nodes:
+        want = node_object(cfg, node)
+        try:
+            reg.create(want)
+        except AlreadyExists:
+            cur = reg.get("Node", None, node.name)
+            cur["status"] = want["status"]
+            reg.update(cur, subresource="status")
+
+
+class ControlPlane:
+    def __init__(self, cfg: ClusterConfig) -> None:
+        self.cfg = cfg
+        self.plan = topology.plan(cfg)
+        os.makedirs(cfg.state_dir, exist_ok=True)
+        self.store = Store(os.path.join(cfg.state_dir, "store.db"))
+        self.registry = Registry(self.store, cfg)
+        self.responder = Responder()
+        self.http: APIHTTPServer | None = None
+        self.controllers = ControllerManager(self.registry)
+        self.kubelets = [
+            Kubelet(self.registry, cfg.name, n, self.responder, os.path.join(cfg.state_dir, "pods"))
+            for n in self.plan.nodes
+        ]
+        self.done = threading.Event()
+
+    def start(self) -> None:
+        if not all(netns.exists(n) for n in self.plan.all_netns):
+            log.info("building the lab network")
+            network.teardown(self.cfg.name)
+            network.build(self.plan)
+        else:
+            log.info("lab network found; resuming")
+            self._remove_orphans()
+        self.responder.start()
+        self.responder.add_pod("internet", "internet", self.plan.internet_netns, INTERNET_PORTS)
+        bootstrap(self.registry, self.cfg, self.plan)
+        self.http = APIHTTPServer(("127.0.0.1", 0), self.registry)
+        threading.Thread(target=self.http.serve_forever, name="apiserver", daemon=True).start()
+        self.controllers.start()
+        for kubelet in self.kubelets:
+            kubelet.start()
+        host, port = self.http.server_address[:2]
+        state = {"pid": os.getpid(), "api": f"http://{host}:{port}", "config": self.cfg.to_dict()}
+        tmp = os.path.join(self.cfg.state_dir, STATE_FILE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+        os.replace(tmp, os.path.join(self.cfg.state_dir, STATE_FILE))
+        log.info("control plane serving on %s:%s", host, port)
+
+    def _remove_orphans(self) -> None:
+        """Pod namespaces whose pod is gone from the store (deleted while
+        the control plane was down) are removed."""
+        wanted = {
+            topology.pod_netns(self.cfg.name, p["metadata"]["namespace"], p["metadata"]["name"],
+                               p["metadata"]["uid"])
+            for p in self.store.list("Pod")[0]
+        }
+        pod_prefix = topology.netns_prefix(self.cfg.name) + "pod."
+        for name in netns.list_names():
+            if name.startswith(pod_prefix) and name not in wanted:
+                network.kill_processes(name)
+                netns.delete(name)
+
+    def stop(self) -> None:
+        if self.http:
+            self.http.shutdown()
+        self.controllers.shutdown()
+        for kubelet in self.kubelets:
+            kubelet.shutdown()
+        self.responder.stop()
+        self.store.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="podnet-controlplane")
+    parser.add_argument("--config-json", required=True)
+    args = parser.parse_args(argv)
+    cfg = load(None, **json.loads(args.config_json))
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    cp = ControlPlane(cfg)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    try:
+        cp.start()
+    except Exception:
+        log.exception("control plane failed to start")
+        raise SystemExit(1) from None
+    done.wait()
+    log.info("stopping")
+    cp.stop()
+
+
+if __name__ == "__main__":
+    main()
+
+

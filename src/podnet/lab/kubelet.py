@@ -1,0 +1,391 @@
+"""The lab's kubelet, one per node: it brings the pods bound to its node to
+life (a network namespace wired by the CNI steps in network.py, an
+address from the node's pod CIDR, a workload answering on the declared
+ports), runs their readiness probes, reports their status, and tears them
+down when they are deleted."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from podnet.api.errors import APIError, Conflict, NotFound
+from podnet.controllers import ipam
+from podnet.lab import netns, network, readiness
+from podnet.lab.topology import NodePlan, host_veth, pod_netns
+from podnet.lab.workload import Responder
+from podnet.server.registry import Registry
+from podnet.store.store import now_rfc3339
+
+log = logging.getLogger("podnet.kubelet")
+Obj = dict[str, Any]
+COMMAND_ANNOTATION = "podnet.io/command"
+
+
+@dataclass
+class ContainerProbe:
+    container: str
+    probe: Obj
+    state: readiness.ProbeState
+    due: float = 0.0
+    running: bool = False
+
+
+@dataclass
+class LocalPod:
+    """What the kubelet knows of a pod it runs."""
+
+    key: str  # namespace/name
+    uid: str
+    netns: str
+    host_if: str
+    ip: str
+    containers: list[str]
+    ports: dict[str, int]  # named container ports
+    probes: list[ContainerProbe] = field(default_factory=list)
+    ready: dict[str, bool] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    command: str | None = None
+    restarts: int = 0
+    started: str = ""
+
+
+class Kubelet:
+    def __init__(self, registry: Registry, cluster: str, node: NodePlan, responder: Responder, log_dir: str) -> None:
+        self.reg = registry
+        self.cluster = cluster
+        self.node = node
+        self.responder = responder
+        self.log_dir = log_dir
+        self.pods: dict[str, LocalPod] = {}
+        self.last_ip: str | None = None
+        self.stop = threading.Event()
+        self.queue: queue.Queue[str] = queue.Queue()
+        self.lock = threading.Lock()
+        self.probe_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"probe-{node.name}")
+        self.threads = [
+            threading.Thread(target=self._watch, name=f"kubelet-watch-{node.name}", daemon=True),
+            threading.Thread(target=self._work, name=f"kubelet-{node.name}", daemon=True),
+            threading.Thread(target=self._probe_loop, name=f"kubelet-probes-{node.name}", daemon=True),
+        ]
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=5)
+        self.probe_pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- event intake ----------------------------------------------------------
+
+    def _mine(self, pod: Obj) -> bool:
+        return bool(pod.get("spec", {}).get("nodeName") == self.node.name)
+
+    def _watch(self) -> None:
+        rv = self.reg.store.resource_version
+        self._resync()
+        while not self.stop.is_set():
+            try:
+                events = self.reg.store.events_since(rv, timeout=2.0)
+            except APIError:
+                rv = self.reg.store.resource_version
+                self._resync()
+                continue
+            if events:
+                rv = events[-1].rv
+            for ev in events:
+                if ev.kind == "Pod" and (self._mine(ev.object) or self._key(ev.object) in self.pods):
+                    self.queue.put(self._key(ev.object))
+
+    def _resync(self) -> None:
+        for pod in self.reg.store.list("Pod", where=self._mine)[0]:
+            self.queue.put(self._key(pod))
+        for key in list(self.pods):
+            self.queue.put(key)
+
+    @staticmethod
+    def _key(pod: Obj) -> str:
+        return f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+
+    def _work(self) -> None:
+        while not self.stop.is_set():
+            try:
+                key = self.queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self._sync(key)
+            except Exception:
+                log.exception("syncing pod %s failed", key)
+
+    # -- the pod lifecycle -----------------------------------------------------
+
+    def _sync(self, key: str) -> None:
+        ns, name = key.split("/", 1)
+        try:
+            pod: Obj | None = self.reg.store.get("Pod", ns, name)
+        except NotFound:
+            pod = None
+        local = self.pods.get(key)
+        if local and (pod is None or pod["metadata"]["uid"] != local.uid or not self._mine(pod)):
+            self._teardown(local)
+            local = None
+        if pod is None or not self._mine(pod):
+            return
+        if pod["metadata"].get("deletionTimestamp"):
+            if local:
+                self._teardown(local)
+            try:
+                self.reg.store.delete("Pod", ns, name, uid=pod["metadata"]["uid"])
+            except NotFound:
+                pass
+            return
+        if local is None and pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+            return
+        if local is None:
+            self._setup(pod)
+
+    def _setup(self, pod: Obj) -> None:
+        meta, spec = pod["metadata"], pod["spec"]
+        key = self._key(pod)
+        used = {p.ip for p in self.pods.values()}
+        previous = pod.get("status", {}).get("podIP")
+        if previous and ipam.in_range(self.node.pod_cidr, previous) and previous not in used:
+            ip = previous  # a restarted control plane gives the pod its address back
+        else:
+            try:
+                ip = ipam.next_pod_ip(self.node.pod_cidr, used, self.last_ip, {self.node.pod_gateway})
+            except ipam.RangeExhausted as exc:
+                self._fail(pod, "FailedCreatePodSandBox", f"failed to allocate an address for the pod: {exc}")
+                return
+            self.last_ip = ip
+        ns_name = pod_netns(self.cluster, meta["namespace"], meta["name"], meta["uid"])
+        if netns.exists(ns_name):
+            network.remove_pod(self.node, ns_name, host_veth(meta["uid"]))  # left by an earlier run
+        local = LocalPod(
+            key=key,
+            uid=meta["uid"],
+            netns=ns_name,
+            host_if=host_veth(meta["uid"]),
+            ip=ip,
+            containers=[c["name"] for c in spec.get("containers", [])],
+            ports={
+                p["name"]: p["containerPort"]
+                for c in spec.get("containers", [])
+                for p in c.get("ports", [])
+                if p.get("name")
+            },
+            started=now_rfc3339(),
+        )
+        try:
+            network.add_pod(self.node, ns_name, local.host_if, ip)
+        except Exception as exc:
+            log.exception("pod %s: network setup failed", key)
+            self._fail(pod, "FailedCreatePodSandBox", f"failed to set up the pod network: {exc}")
+            return
+        with self.lock:
+            self.pods[key] = local
+        try:
+            self._start_workload(pod, local)
+        except Exception as exc:
+            log.exception("pod %s: workload failed to start", key)
+            self._teardown(local)
+            self._fail(pod, "CreateContainerError", str(exc))
+            return
+        for c in spec.get("containers", []):
+            probe = c.get("readinessProbe")
+            if probe:
+                delay = probe.get("initialDelaySeconds", 0)
+                st = readiness.ProbeState(probe.get("successThreshold", 1), probe.get("failureThreshold", 3))
+                local.probes.append(ContainerProbe(c["name"], probe, st, due=time.monotonic() + delay))
+                local.ready[c["name"]] = False
+            else:
+                local.ready[c["name"]] = True
+        self._report(key)
+
+    def _start_workload(self, pod: Obj, local: LocalPod) -> None:
+        command = pod["metadata"].get("annotations", {}).get(COMMAND_ANNOTATION)
+        if command:
+            local.command = command
+            self._spawn(local)
+            return
+        ports = [
+            (p["containerPort"], p.get("protocol", "TCP"))
+            for c in pod["spec"].get("containers", [])
+            for p in c.get("ports", [])
+        ]
+        self.responder.add_pod(local.key, pod["metadata"]["name"], local.netns, ports)
+
+    def _spawn(self, local: LocalPod) -> None:
+        os.makedirs(self.log_dir, exist_ok=True)
+        logf = open(os.path.join(self.log_dir, local.key.replace("/", "_") + ".log"), "ab")  # noqa: SIM115
+        ns, name = local.key.split("/", 1)
+        env = dict(os.environ, HOSTNAME=name, POD_NAME=name, POD_NAMESPACE=ns, POD_IP=local.ip)
+        local.process = subprocess.Popen(
+            ["ip", "netns", "exec", local.netns, "sh", "-c", local.command or "true"],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+        logf.close()
+
+    def _teardown(self, local: LocalPod) -> None:
+        with self.lock:
+            self.pods.pop(local.key, None)
+        self.responder.remove_pod(local.key)
+        network.remove_pod(self.node, local.netns, local.host_if)
+        if local.process:
+            local.process.wait(timeout=5)
+
+    # -- status ----------------------------------------------------------------
+
+    def _report(self, key: str) -> None:
+        """Write the pod's status from what the kubelet knows."""
+        local = self.pods.get(key)
+        if local is None:
+            return
+        ns, name = key.split("/", 1)
+        for _ in range(5):
+            try:
+                pod = self.reg.store.get("Pod", ns, name)
+            except NotFound:
+                return
+            if pod["metadata"]["uid"] != local.uid:
+                return
+            old = pod.get("status", {})
+            new = self._status(pod, local, old)
+            if new == old:
+                return
+            pod["status"] = new
+            try:
+                self.reg.update(pod, subresource="status")
+                return
+            except Conflict:
+                continue
+
+    def _status(self, pod: Obj, local: LocalPod, old: Obj) -> Obj:
+        all_ready = all(local.ready.get(c, False) for c in local.containers)
+        running = local.process is None or local.process.poll() is None
+
+        def cond(type_: str, ok: bool) -> Obj:
+            for c in old.get("conditions", []):
+                if c.get("type") == type_ and (c.get("status") == "True") == ok:
+                    return dict(c)  # unchanged: keep its transition time
+            return {"type": type_, "status": "True" if ok else "False", "lastTransitionTime": now_rfc3339()}
+
+        containers = []
+        for c in pod["spec"].get("containers", []):
+            state = {"running": {"startedAt": local.started}} if running else {
+                "waiting": {"reason": "CrashLoopBackOff"}}
+            containers.append({
+                "name": c["name"],
+                "image": c.get("image", ""),
+                "imageID": "",
+                "containerID": f"podnet://{local.uid[:12]}-{c['name']}",
+                "ready": local.ready.get(c["name"], False) and running,
+                "started": running,
+                "restartCount": local.restarts,
+                "state": state,
+            })
+        return {
+            "phase": "Running",
+            "hostIP": self.node.internal_ip,
+            "hostIPs": [{"ip": self.node.internal_ip}],
+            "podIP": local.ip,
+            "podIPs": [{"ip": local.ip}],
+            "startTime": old.get("startTime", local.started),
+            "qosClass": "BestEffort",
+            "conditions": [
+                cond("PodReadyToStartContainers", True),
+                cond("Initialized", True),
+                cond("Ready", all_ready and running),
+                cond("ContainersReady", all_ready and running),
+                cond("PodScheduled", True),
+            ],
+            "containerStatuses": containers,
+        }
+
+    def _fail(self, pod: Obj, reason: str, message: str) -> None:
+        pod["status"] = {
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [
+                {"name": c["name"], "ready": False, "restartCount": 0, "image": c.get("image", ""),
+                 "state": {"waiting": {"reason": reason, "message": message}}}
+                for c in pod["spec"].get("containers", [])
+            ],
+            "message": message,
+            "reason": reason,
+        }
+        try:
+            self.reg.update(pod, subresource="status")
+        except (Conflict, NotFound):
+            pass
+
+    # -- probes and process supervision -----------------------------------------
+
+    def _probe_loop(self) -> None:
+        while not self.stop.wait(0.1):
+            now = time.monotonic()
+            with self.lock:
+                pods = list(self.pods.values())
+            for local in pods:
+                if local.process is not None and local.process.poll() is not None and not self.stop.is_set():
+                    # restartPolicy Always: the container comes back, its count goes up
+                    local.restarts += 1
+                    self._report(local.key)
+                    self._spawn(local)
+                    self._report(local.key)
+                for cp in local.probes:
+                    if not cp.running and cp.due <= now:
+                        cp.running = True
+                        self.probe_pool.submit(self._run_probe, local, cp)
+
+    def _run_probe(self, local: LocalPod, cp: ContainerProbe) -> None:
+        try:
+            ok = self._check(local, cp.probe)
+        except Exception:
+            ok = False
+        cp.due = time.monotonic() + cp.probe.get("periodSeconds", 10)
+        cp.running = False
+        changed = cp.state.observe(ok)
+        if changed is not None and local.key in self.pods:
+            local.ready[cp.container] = changed
+            self._report(local.key)
+
+    def _check(self, local: LocalPod, probe: Obj) -> bool:
+        timeout = float(probe.get("timeoutSeconds", 1))
+        if "exec" in probe:
+            return readiness.exec_command(local.netns, list(probe["exec"].get("command", [])), timeout)
+        handler = probe.get("httpGet") or probe.get("tcpSocket") or {}
+        port = handler.get("port")
+        if isinstance(port, str) and not port.isdigit():
+            if port not in local.ports:
+                return False
+            port = local.ports[port]
+        host = handler.get("host") or local.ip
+        # The kubelet probes from the node, as on a real node.
+        if "httpGet" in probe:
+            headers = {h["name"]: h["value"] for h in handler.get("httpHeaders", [])}
+            return readiness.http_get(self.node.netns, host, int(port), handler.get("path", "/"), timeout,
+                                      handler.get("scheme", "HTTP"), headers)
+        if "tcpSocket" in probe:
+            return readiness.tcp_socket(self.node.netns, host, int(port), timeout)
+        return False
+
+    # -- for the daemon ---------------------------------------------------------
+
+    def teardown_all(self) -> None:
+        for local in list(self.pods.values()):
+            try:
+                self._teardown(local)
+            except Exception:
+                log.exception("teardown of %s failed", local.key)
