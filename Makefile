@@ -1,0 +1,33 @@
+# `make demo` and `make test` each install what they need first (Debian
+# packages and the Python package with its dependencies), then run.
+PYTHON ?= python3
+APT_PACKAGES = nftables conntrack iproute2 curl procps
+
+.PHONY: deps demo test unit e2e lint bench clean
+
+deps:
+	@if ! command -v nft >/dev/null || ! command -v conntrack >/dev/null || ! command -v curl >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); fi
+	$(PYTHON) -m pip install -q -e '.[dev]'
+
+demo: deps
+	./scripts/demo.sh
+
+test: deps lint
+	$(PYTHON) -m pytest -q tests
+
+unit: deps
+	$(PYTHON) -m pytest -q tests/unit
+
+e2e: deps
+	$(PYTHON) -m pytest -q tests/e2e
+
+lint:
+	$(PYTHON) -m ruff check src tests bench
+	$(PYTHON) -m mypy
+
+bench: deps
+	$(PYTHON) bench/lab_scale.py
+
+clean:
+	-podnet down --name demo
