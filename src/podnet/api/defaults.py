@@ -10,10 +10,12 @@ value of the wrong type is skipped here rather than raising.
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 Obj = dict[str, Any]
 
+_LABEL_VALUE_RE = re.compile("([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]")
 _PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 
 
@@ -61,7 +63,8 @@ def _default_namespace(ns: Obj) -> None:
         labels = meta["labels"] = {}
     # Since 1.21 every namespace carries its own name as a label, which is what
     # lets a NetworkPolicy namespaceSelector pick a namespace by name.
-    if isinstance(labels, dict) and isinstance(name, str) and name:
+    # (Skipped for a name too bad to be a label value: validation reports the name.)
+    if isinstance(labels, dict) and isinstance(name, str) and _LABEL_VALUE_RE.fullmatch(name):
         labels["kubernetes.io/metadata.name"] = name
 
 
@@ -112,7 +115,12 @@ def _default_container(c: Obj, *, host_network: bool) -> None:
 
 def _default_probe(probe: Obj) -> None:
     # Zero means unset for these int32 fields, as in Go.
-    for key, value in (("timeoutSeconds", 1), ("periodSeconds", 10), ("successThreshold", 1), ("failureThreshold", 3)):
+    for key, value in (
+        ("timeoutSeconds", 1),
+        ("periodSeconds", 10),
+        ("successThreshold", 1),
+        ("failureThreshold", 3),
+    ):
         if not probe.get(key):
             probe[key] = value
     http = probe.get("httpGet")
@@ -233,13 +241,13 @@ def _carry_over_service_allocations(new: Obj, old: Obj) -> None:
     spec, old_spec = new.get("spec"), old.get("spec")
     if not isinstance(spec, dict) or not isinstance(old_spec, dict):
         return
-    if spec.get("type") != "ExternalName" and old_spec.get("type") != "ExternalName":
-        if not spec.get("clusterIP") and old_spec.get("clusterIP"):
-            spec["clusterIP"] = old_spec["clusterIP"]
-            if "clusterIPs" in old_spec and not spec.get("clusterIPs"):
-                spec["clusterIPs"] = copy.deepcopy(old_spec["clusterIPs"])
-            if "ipFamilies" in old_spec:
-                spec["ipFamilies"] = copy.deepcopy(old_spec["ipFamilies"])
+    keeps_ip = "ExternalName" not in (spec.get("type"), old_spec.get("type"))
+    if keeps_ip and not spec.get("clusterIP") and old_spec.get("clusterIP"):
+        spec["clusterIP"] = old_spec["clusterIP"]
+        if "clusterIPs" in old_spec and not spec.get("clusterIPs"):
+            spec["clusterIPs"] = copy.deepcopy(old_spec["clusterIPs"])
+        if "ipFamilies" in old_spec:
+            spec["ipFamilies"] = copy.deepcopy(old_spec["ipFamilies"])
     node_port_types = ("NodePort", "LoadBalancer")
     if spec.get("type") in node_port_types and old_spec.get("type") in node_port_types:
         old_ports = old_spec.get("ports")

@@ -97,7 +97,8 @@ def _parse(text: str, source: str) -> list[tuple[int, int, Any]]:
         problem = getattr(exc, "problem", None) or str(exc)
         line = f"line {mark.line + 1}: " if mark is not None else ""
         raise BadRequest(
-            f'error parsing "{source}" (document {index + 1}): error converting YAML to JSON: yaml: {line}{problem}'
+            f'error parsing "{source}" (document {index + 1}): '
+            f"error converting YAML to JSON: yaml: {line}{problem}"
         ) from exc
     finally:
         loader.dispose()
@@ -146,13 +147,13 @@ def _check(obj: Obj, where: str) -> None:
             f'resource mapping not found for name: "{name or generate_name or ""}" '
             f'namespace: "{namespace or ""}" from {where}: {exc.args[0]}'
         ) from exc
-    if not isinstance(name, str) or not name:
-        # Only Pods are commonly created with a generated name in the lab.
-        if not (obj.get("kind") == "Pod" and isinstance(generate_name, str) and generate_name):
-            raise BadRequest(
-                f"error validating {where}: {obj['kind']}: metadata.name: "
-                "Required value: name or generateName is required"
-            )
+    # Only Pods are commonly created with a generated name in the lab.
+    generated = obj.get("kind") == "Pod" and isinstance(generate_name, str) and bool(generate_name)
+    if (not isinstance(name, str) or not name) and not generated:
+        raise BadRequest(
+            f"error validating {where}: {obj['kind']}: metadata.name: "
+            "Required value: name or generateName is required"
+        )
 
 
 def _where(source: str, position: str) -> str:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from podnet.api import selectors
-from podnet.api.defaults import apply_defaults
+from podnet.api.defaults import apply_defaults, apply_update_defaults
 from podnet.api.errors import AlreadyExists, BadRequest, Invalid, NotFound
 from podnet.api.kinds import BY_KIND, Kind, for_object
 from podnet.api.validation import validate
@@ -111,7 +111,7 @@ class Registry:
         for field in SERVER_FILLED_SPEC.get(kind.kind, ()):
             if field in old.get("spec", {}) and not new.get("spec", {}).get(field):
                 new.setdefault("spec", {})[field] = old["spec"][field]
-        new = apply_defaults(new)
+        new = apply_update_defaults(apply_defaults(new), old)
         validate(new, old)
         if kind.kind == "Pod":
             _check_pod_update(old, new)
