@@ -23,8 +23,14 @@ class Client:
     def __init__(self, host: str, port: int, timeout: float = 30.0) -> None:
         self.host, self.port, self.timeout = host, port, timeout
 
-    def request(self, method: str, path: str, body: Obj | None = None, query: dict[str, str] | None = None,
-                content_type: str = "application/json") -> Obj:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Obj | None = None,
+        query: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Obj:
         if query:
             path += "?" + urlencode(query)
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
@@ -35,19 +41,26 @@ class Client:
             resp = conn.getresponse()
             raw = resp.read()
         except OSError as exc:
-            raise Unreachable(f"the control plane at {self.host}:{self.port} is not answering: {exc}") from None
+            raise Unreachable(
+                f"the control plane at {self.host}:{self.port} is not answering: {exc}"
+            ) from None
         finally:
             conn.close()
         doc = json.loads(raw) if raw else {}
         if resp.status >= 400:
             raise APIError.from_status(doc if isinstance(doc, dict) else {"message": raw.decode()})
-        return doc  # type: ignore[no-any-return]
+        return doc
 
     def get(self, kind: Kind, name: str, namespace: str | None = None) -> Obj:
         return self.request("GET", kind.object_path(name, namespace))
 
-    def list(self, kind: Kind, namespace: str | None = None, label_selector: str | None = None,
-             field_selector: str | None = None) -> Obj:
+    def list(
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> Obj:
         query = {}
         if label_selector:
             query["labelSelector"] = label_selector
@@ -63,15 +76,24 @@ class Client:
         return self.request("PUT", path + (f"/{subresource}" if subresource else ""), obj)
 
     def patch(self, kind: Kind, name: str, patch: Obj, namespace: str | None = None) -> Obj:
-        return self.request("PATCH", kind.object_path(name, namespace), patch,
-                            content_type="application/merge-patch+json")
+        return self.request(
+            "PATCH", kind.object_path(name, namespace), patch, content_type="application/merge-patch+json"
+        )
 
-    def delete(self, kind: Kind, name: str, namespace: str | None = None, grace_period: int | None = None) -> Obj:
+    def delete(
+        self, kind: Kind, name: str, namespace: str | None = None, grace_period: int | None = None
+    ) -> Obj:
         query = {"gracePeriodSeconds": str(grace_period)} if grace_period is not None else None
         return self.request("DELETE", kind.object_path(name, namespace), query=query)
 
-    def watch(self, kind: Kind, namespace: str | None = None, resource_version: str = "",
-              label_selector: str | None = None, timeout: float | None = None) -> Iterator[Obj]:
+    def watch(
+        self,
+        kind: Kind,
+        namespace: str | None = None,
+        resource_version: str = "",
+        label_selector: str | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[Obj]:
         """Watch events ({"type", "object"}) as they come."""
         query = {"watch": "true", "resourceVersion": resource_version}
         if label_selector:

@@ -5,6 +5,7 @@ starts it in the background; `podnet down` stops it."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -76,11 +77,15 @@ def node_object(cfg: ClusterConfig, node: topology.NodePlan) -> dict[str, Any]:
 
 def bootstrap(reg: Registry, cfg: ClusterConfig, plan: topology.LabPlan) -> None:
     for ns in SYSTEM_NAMESPACES:
-        try:
-            reg.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns},
-                        "status": {"phase": "Active"}})
-        except AlreadyExists:
-            pass
+        with contextlib.suppress(AlreadyExists):
+            reg.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": ns},
+                    "status": {"phase": "Active"},
+                }
+            )
     for node in plan.nodes:
         want = node_object(cfg, node)
         try:
@@ -123,7 +128,7 @@ class ControlPlane:
         self.controllers.start()
         for kubelet in self.kubelets:
             kubelet.start()
-        host, port = self.http.server_address[:2]
+        host, port = str(self.http.server_address[0]), int(self.http.server_address[1])
         state = {"pid": os.getpid(), "api": f"http://{host}:{port}", "config": self.cfg.to_dict()}
         tmp = os.path.join(self.cfg.state_dir, STATE_FILE + ".tmp")
         with open(tmp, "w") as f:
@@ -135,8 +140,9 @@ class ControlPlane:
         """Pod namespaces whose pod is gone from the store (deleted while
         the control plane was down) are removed."""
         wanted = {
-            topology.pod_netns(self.cfg.name, p["metadata"]["namespace"], p["metadata"]["name"],
-                               p["metadata"]["uid"])
+            topology.pod_netns(
+                self.cfg.name, p["metadata"]["namespace"], p["metadata"]["name"], p["metadata"]["uid"]
+            )
             for p in self.store.list("Pod")[0]
         }
         pod_prefix = topology.netns_prefix(self.cfg.name) + "pod."
@@ -161,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cfg = load(None, **json.loads(args.config_json))
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     cp = ControlPlane(cfg)
     done = threading.Event()
@@ -179,5 +186,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-

@@ -45,13 +45,21 @@ class Lab:
         self.name = name
         self.env = dict(os.environ, PODNET_STATE_DIR=str(state_dir), PODNET_CLUSTER=name)
 
-    def run(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [sys.executable, "-m", "podnet", *args], env=self.env, input=input, capture_output=True, text=True,
+            [sys.executable, "-m", "podnet", *args],
+            env=self.env,
+            input=input,
+            capture_output=True,
+            text=True,
             timeout=120,
         )
         if check and proc.returncode != 0:
-            raise AssertionError(f"podnet {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+            raise AssertionError(
+                f"podnet {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
+            )
         return proc
 
     def json(self, *args: str) -> Any:
@@ -67,10 +75,15 @@ class Lab:
         return list(self.json(*args)["items"])
 
     def ready_pods(self, selector: str | None = None, namespace: str = "default") -> list[Obj]:
-        return [p for p in self.pods(selector, namespace) if is_ready(p) and not p["metadata"].get(
-            "deletionTimestamp")]
+        return [
+            p
+            for p in self.pods(selector, namespace)
+            if is_ready(p) and not p["metadata"].get("deletionTimestamp")
+        ]
 
-    def wait_ready(self, selector: str, count: int, namespace: str = "default", timeout: float = 15) -> list[Obj]:
+    def wait_ready(
+        self, selector: str, count: int, namespace: str = "default", timeout: float = 15
+    ) -> list[Obj]:
         def check() -> list[Obj] | None:
             pods = self.pods(selector, namespace)
             ready = [p for p in pods if is_ready(p)]
@@ -78,10 +91,34 @@ class Lab:
 
         return list(wait_for(f"{count} ready pods {selector}", check, timeout))
 
-    def probe(self, source: str, target: str, port: int, protocol: str = "tcp", count: int = 1,
-              namespace: str = "default", timeout: float = 2.0) -> list[Obj]:
-        proc = self.run("probe", "-n", namespace, source, target, "--port", str(port), "--protocol", protocol,
-                        "--count", str(count), "--timeout", str(timeout), "-o", "json", check=False)
+    def probe(
+        self,
+        source: str,
+        target: str,
+        port: int,
+        protocol: str = "tcp",
+        count: int = 1,
+        namespace: str = "default",
+        timeout: float = 2.0,
+    ) -> list[Obj]:
+        proc = self.run(
+            "probe",
+            "-n",
+            namespace,
+            source,
+            target,
+            "--port",
+            str(port),
+            "--protocol",
+            protocol,
+            "--count",
+            str(count),
+            "--timeout",
+            str(timeout),
+            "-o",
+            "json",
+            check=False,
+        )
         results = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
         assert len(results) == count, proc.stderr
         return results

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 from tests.e2e.conftest import Lab, is_ready, wait_for
 
@@ -69,7 +70,9 @@ def test_nodes_show_their_internal_and_external_addresses_and_pod_cidrs(lab: Lab
     assert "172.18.0.12" in table and "203.0.113.12" in table and "Ready" in table
 
 
-def test_pods_on_different_nodes_reach_each_other_over_tcp_with_the_source_address_unchanged(lab: Lab) -> None:
+def test_pods_on_different_nodes_reach_each_other_over_tcp_with_the_source_address_unchanged(
+    lab: Lab,
+) -> None:
     a, b = _pair(lab)
     assert a["spec"]["nodeName"] != b["spec"]["nodeName"]
     [r] = lab.probe("a", b["status"]["podIP"], 8080)
@@ -78,8 +81,10 @@ def test_pods_on_different_nodes_reach_each_other_over_tcp_with_the_source_addre
     assert r["client"].split(":")[0] == a["status"]["podIP"]
 
 
-def test_pods_on_different_nodes_reach_each_other_over_udp_with_the_source_address_unchanged(lab: Lab) -> None:
-    a, b = _pair(lab)
+def test_pods_on_different_nodes_reach_each_other_over_udp_with_the_source_address_unchanged(
+    lab: Lab,
+) -> None:
+    _a, b = _pair(lab)
     [r] = lab.probe("b", "a", 8081, protocol="udp")
     assert r["ok"], r
     assert r["pod"] == "a"
@@ -87,7 +92,7 @@ def test_pods_on_different_nodes_reach_each_other_over_udp_with_the_source_addre
 
 
 def test_a_port_nobody_listens_on_is_refused(lab: Lab) -> None:
-    a, b = _pair(lab)
+    _a, _b = _pair(lab)
     [r] = lab.probe("a", "b", 9999)
     assert not r["ok"] and r["error"] == "refused"
 
@@ -144,8 +149,12 @@ def test_a_template_change_replaces_every_pod(lab: Lab) -> None:
     lab.apply(DEPLOY.replace("image: agnhost", "image: agnhost:v2").replace("replicas: 2", "replicas: 2"))
     after = wait_for(
         "a rolled-out deployment",
-        lambda: (names := {p["metadata"]["name"] for p in lab.ready_pods("app=web")})
-        and not names & before and len(lab.pods("app=web")) == 2 and names,
+        lambda: (
+            (names := {p["metadata"]["name"] for p in lab.ready_pods("app=web")})
+            and not names & before
+            and len(lab.pods("app=web")) == 2
+            and names
+        ),
         timeout=20,
     )
     assert len(after) == 2
@@ -201,14 +210,17 @@ metadata:
 spec:
   containers: [{name: c, image: python, ports: [{containerPort: 9000}]}]
 """)
-    pod = lab.wait_ready("", 0) if False else wait_for(
-        "pod real running", lambda: [p for p in lab.pods() if p["metadata"]["name"] == "real" and is_ready(p)])[0]
-    r = wait_for("the http server to answer", lambda: lab.probe("node/node-1", pod["status"]["podIP"], 9000)[0]["ok"])
-    assert r
+    pod = wait_for("pod real running", lambda: is_ready(p := lab.json("get", "pod", "real")) and p)
+    ip = pod["status"]["podIP"]
+    [r] = wait_for(
+        "the http server to answer", lambda: (rs := lab.probe("node/node-1", ip, 9000)) and rs[0]["ok"] and rs
+    )
+    assert r["pod"] is None  # a real server, not the built-in responder: it does not name itself
+    assert lab.run("exec", "real", "--", "ss", "-Htln", "sport = :9000").stdout.strip()
 
 
 def test_deleting_a_pod_removes_its_namespace(lab: Lab) -> None:
-    a, _ = _pair(lab)
+    _a, _ = _pair(lab)
     before = [n for n in lab.netns_left() if ".pod.default.a." in n]
     assert len(before) == 1
     lab.run("delete", "pod", "a")
@@ -219,8 +231,19 @@ def test_deleting_a_pod_removes_its_namespace(lab: Lab) -> None:
 def test_get_prints_kubectl_columns(lab: Lab) -> None:
     _pair(lab)
     out = lab.run("get", "pods", "-o", "wide").stdout.splitlines()
-    assert out[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED", "NODE",
-                              "READINESS", "GATES"]
+    assert out[0].split() == [
+        "NAME",
+        "READY",
+        "STATUS",
+        "RESTARTS",
+        "AGE",
+        "IP",
+        "NODE",
+        "NOMINATED",
+        "NODE",
+        "READINESS",
+        "GATES",
+    ]
     missing = lab.run("get", "pod", "nope", check=False)
     assert missing.returncode == 1
     assert 'Error from server (NotFound): pods "nope" not found' in missing.stderr
@@ -233,7 +256,12 @@ def test_get_json_of_a_list_is_a_kubernetes_list(lab: Lab) -> None:
 
 
 def test_the_api_speaks_kubernetes_rest_paths(lab: Lab) -> None:
-    state = json.loads((__import__("pathlib").Path(lab.env["PODNET_STATE_DIR"]) / lab.name / "state.json").read_text())
-    out = subprocess.run(["curl", "-sf", state["api"] + "/api/v1/namespaces/default/pods"], capture_output=True,
-                         text=True, check=True).stdout
+    state_file = Path(lab.env["PODNET_STATE_DIR"]) / lab.name / "state.json"
+    state = json.loads(state_file.read_text())
+    out = subprocess.run(
+        ["curl", "-sf", state["api"] + "/api/v1/namespaces/default/pods"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert json.loads(out)["kind"] == "PodList"

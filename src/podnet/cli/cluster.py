@@ -72,14 +72,16 @@ class Cluster:
         pod = self.client.get(BY_KIND["Pod"], name, namespace)
         meta = pod["metadata"]
         if not pod.get("status", {}).get("podIP"):
-            raise CLIError(f"pod {name} has no network yet (phase {pod.get('status', {}).get('phase', 'Pending')})")
+            raise CLIError(
+                f"pod {name} has no network yet (phase {pod.get('status', {}).get('phase', 'Pending')})"
+            )
         return topology.pod_netns(self.name, meta["namespace"], meta["name"], meta["uid"]), name
 
 
 def read_state(name: str) -> dict[str, Any] | None:
     try:
         with open(state_path(name)) as f:
-            return json.load(f)  # type: ignore[no-any-return]
+            return json.load(f)
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 

@@ -4,6 +4,7 @@ the same verb."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -58,15 +59,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     start = time.monotonic()
     out(f'Creating cluster "{cfg.name}" ...')
     os.makedirs(cfg.state_dir, exist_ok=True)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(cfg.state_dir, "state.json"))
-    except FileNotFoundError:
-        pass
     log_path = os.path.join(cfg.state_dir, "controlplane.log")
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "podnet.daemon", "--config-json", json.dumps(cfg.to_dict())],
-            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     deadline = time.monotonic() + 60
     cluster: Cluster | None = None
@@ -104,7 +106,8 @@ def _tail(path: str, lines: int = 20) -> str:
 
 def _node_ready(node: Obj) -> bool:
     return any(
-        c.get("type") == "Ready" and c.get("status") == "True" for c in node.get("status", {}).get("conditions", [])
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in node.get("status", {}).get("conditions", [])
     )
 
 
@@ -146,8 +149,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     by_name = {n["metadata"]["name"]: n for n in nodes}
     for n in plan.nodes:
         obj = by_name.get(n.name)
-        rows.append([n.name, "Ready" if obj and _node_ready(obj) else "NotReady", n.internal_ip, n.external_ip,
-                     n.pod_cidr, n.netns])
+        rows.append(
+            [
+                n.name,
+                "Ready" if obj and _node_ready(obj) else "NotReady",
+                n.internal_ip,
+                n.external_ip,
+                n.pod_cidr,
+                n.netns,
+            ]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out("\n".join("   ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows))
     return 0
@@ -207,8 +218,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
             elif current is None:
                 client.request("POST", kind.collection_path(ns), doc, query={"dryRun": "All"})
             else:
-                client.request("PUT", kind.object_path(doc["metadata"]["name"], ns), _updated(doc, current),
-                               query={"dryRun": "All"})
+                client.request(
+                    "PUT",
+                    kind.object_path(doc["metadata"]["name"], ns),
+                    _updated(doc, current),
+                    query={"dryRun": "All"},
+                )
         except APIError as exc:
             problems.append(_error_text(exc))
         plan.append((kind, doc, current))
@@ -259,7 +274,11 @@ def _error_text(exc: APIError) -> str:
 
 def cmd_get(args: argparse.Namespace) -> int:
     c = find(args.name)
-    kinds = [lookup(k) for k in args.kind.split(",")] if "/" not in args.kind else [lookup(args.kind.split("/")[0])]
+    kinds = (
+        [lookup(k) for k in args.kind.split(",")]
+        if "/" not in args.kind
+        else [lookup(args.kind.split("/")[0])]
+    )
     names = list(args.names)
     if "/" in args.kind:
         names.insert(0, args.kind.split("/", 1)[1])
@@ -283,23 +302,34 @@ def cmd_get(args: argparse.Namespace) -> int:
             o.setdefault("kind", kind.kind)
         found.extend(objs)
         if args.output in ("", "wide") and objs:
-            texts.append(printers.table(kind.kind, objs, wide=args.output == "wide",
-                                        all_namespaces=args.all_namespaces))
+            texts.append(
+                printers.table(
+                    kind.kind, objs, wide=args.output == "wide", all_namespaces=args.all_namespaces
+                )
+            )
     if args.output in ("json", "yaml"):
         doc: Obj = found[0] if (len(found) == 1 and names and len(kinds) == 1) else printers.to_list(found)
         out(printers.dump(doc, args.output))
     elif args.output == "name":
         for o in found:
             k = BY_KIND[o["kind"]]
-            out(f"{k.singular}.{k.group}/{o['metadata']['name']}" if k.group else f"{k.singular}/{o['metadata']['name']}")
+            out(
+                f"{k.singular}.{k.group}/{o['metadata']['name']}"
+                if k.group
+                else f"{k.singular}/{o['metadata']['name']}"
+            )
     elif args.output not in ("", "wide"):
-        raise CLIError(f'unable to match a printer suitable for the output format "{args.output}", '
-                       "allowed formats are: json,name,wide,yaml")
+        raise CLIError(
+            f'unable to match a printer suitable for the output format "{args.output}", '
+            "allowed formats are: json,name,wide,yaml"
+        )
     else:
         if texts:
             out("\n".join(t.rstrip("\n") for t in texts))
         elif not names:
-            where = "" if args.all_namespaces or not kinds[0].namespaced else f" in {args.namespace} namespace"
+            where = (
+                "" if args.all_namespaces or not kinds[0].namespaced else f" in {args.namespace} namespace"
+            )
             err(f"No resources found{where}.")
     return status
 
@@ -394,8 +424,9 @@ def resolve_target(c: Cluster, target: str, namespace: str) -> str:
     try:
         pod = c.client.get(BY_KIND["Pod"], name, namespace)
     except NotFound:
-        raise CLIError(f'target "{target}" is not an IP address, "internet", or a pod in namespace '
-                       f'"{namespace}"') from None
+        raise CLIError(
+            f'target "{target}" is not an IP address, "internet", or a pod in namespace "{namespace}"'
+        ) from None
     ip = pod.get("status", {}).get("podIP")
     if not ip:
         raise CLIError(f"pod {name} has no IP yet")
@@ -414,8 +445,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
             out(json.dumps(r.to_json()))
         else:
             if r.ok:
-                out(f"ok       {args.protocol}://{ip}:{args.port}  pod={r.pod or '-'}  client={r.client or '-'}  "
-                    f"{r.ms:.1f}ms")
+                out(
+                    f"ok       {args.protocol}://{ip}:{args.port}  pod={r.pod or '-'}  client={r.client or '-'}  "
+                    f"{r.ms:.1f}ms"
+                )
             else:
                 out(f"failed   {args.protocol}://{ip}:{args.port}  {r.error}  {r.ms:.1f}ms")
     if args.output != "json" and len(results) > 1:
@@ -474,8 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("names", nargs="*")
     s.add_argument("--replicas", type=int, required=True)
 
-    e = cmd("exec", cmd_exec, "run a command in a pod's (or node/NAME, router, internet) network namespace",
-            namespaced=True)
+    e = cmd(
+        "exec",
+        cmd_exec,
+        "run a command in a pod's (or node/NAME, router, internet) network namespace",
+        namespaced=True,
+    )
     e.add_argument("target")
     e.add_argument("command", nargs=argparse.REMAINDER)
 
@@ -513,4 +550,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-

@@ -4,6 +4,7 @@ in controllers/ that writes to the API."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -113,31 +114,28 @@ class ControllerManager:
                 log.warning("deployment %s/%s: cannot create pod: %s", ns, name, exc)
                 break
         for p in plan.delete:
-            try:
+            with contextlib.suppress(NotFound):
                 self.reg.delete("Pod", ns, p["metadata"]["name"])
-            except NotFound:
-                pass
         if d.get("status") != plan.status:
             d["status"] = plan.status
-            try:
+            # On a conflict, a newer version is coming through the watch.
+            with contextlib.suppress(Conflict, NotFound):
                 self.reg.update(d, ns, subresource="status")
-            except (Conflict, NotFound):
-                pass  # a newer version is coming through the watch
 
     def _orphans(self, ns: str, uid: str) -> None:
         """The garbage collector's part: pods of a deleted Deployment go too."""
         for p in self.reg.store.list("Pod", ns)[0]:
             if any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences", [])):
-                try:
+                with contextlib.suppress(NotFound):
                     self.reg.delete("Pod", ns, p["metadata"]["name"])
-                except NotFound:
-                    pass
 
     # -- Scheduler -----------------------------------------------------------
 
     def _schedule(self) -> None:
         pods = self.reg.store.list("Pod")[0]
-        pending = [p for p in pods if not p["spec"].get("nodeName") and not p["metadata"].get("deletionTimestamp")]
+        pending = [
+            p for p in pods if not p["spec"].get("nodeName") and not p["metadata"].get("deletionTimestamp")
+        ]
         if not pending:
             return
         nodes = self.reg.store.list("Node")[0]
@@ -165,10 +163,8 @@ class ControllerManager:
             return
         status["phase"] = "Pending"
         status["conditions"] = [cond]
-        try:
+        with contextlib.suppress(Conflict, NotFound):
             self.reg.update(pod, subresource="status")
-        except (Conflict, NotFound):
-            pass
 
     # -- Namespaces ----------------------------------------------------------
 
@@ -187,12 +183,8 @@ class ControllerManager:
                 continue
             for obj in self.reg.store.list(k.kind, ns)[0]:
                 left += 1
-                try:
+                with contextlib.suppress(NotFound):
                     self.reg.delete(k.kind, ns, obj["metadata"]["name"])
-                except NotFound:
-                    pass
         if left == 0 or not any(self.reg.store.list(k.kind, ns)[0] for k in KINDS if k.namespaced):
-            try:
+            with contextlib.suppress(NotFound):
                 self.reg.store.delete("Namespace", "", ns)
-            except NotFound:
-                pass

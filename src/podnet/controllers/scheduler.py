@@ -34,6 +34,8 @@ def schedule(pod: Obj, nodes: Iterable[Obj], load: dict[str, int]) -> str:
     if not candidates:
         selector = pod.get("spec", {}).get("nodeSelector")
         why = f"didn't match Pod's node affinity/selector {selector}" if selector else "not ready"
-        raise Unschedulable(f"0/{len(list(nodes)) if isinstance(nodes, list) else '?'} nodes are available: {why}")
+        raise Unschedulable(
+            f"0/{len(list(nodes)) if isinstance(nodes, list) else '?'} nodes are available: {why}"
+        )
     best = min(candidates, key=lambda n: (load.get(n["metadata"]["name"], 0), n["metadata"]["name"]))
     return str(best["metadata"]["name"])

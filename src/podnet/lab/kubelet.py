@@ -6,6 +6,7 @@ down when they are deleted."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -58,7 +59,9 @@ class LocalPod:
 
 
 class Kubelet:
-    def __init__(self, registry: Registry, cluster: str, node: NodePlan, responder: Responder, log_dir: str) -> None:
+    def __init__(
+        self, registry: Registry, cluster: str, node: NodePlan, responder: Responder, log_dir: str
+    ) -> None:
         self.reg = registry
         self.cluster = cluster
         self.node = node
@@ -145,10 +148,8 @@ class Kubelet:
         if pod["metadata"].get("deletionTimestamp"):
             if local:
                 self._teardown(local)
-            try:
+            with contextlib.suppress(NotFound):
                 self.reg.store.delete("Pod", ns, name, uid=pod["metadata"]["uid"])
-            except NotFound:
-                pass
             return
         if local is None and pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             return
@@ -233,7 +234,11 @@ class Kubelet:
         env = dict(os.environ, HOSTNAME=name, POD_NAME=name, POD_NAMESPACE=ns, POD_IP=local.ip)
         local.process = subprocess.Popen(
             ["ip", "netns", "exec", local.netns, "sh", "-c", local.command or "true"],
-            stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
         logf.close()
 
@@ -283,18 +288,23 @@ class Kubelet:
 
         containers = []
         for c in pod["spec"].get("containers", []):
-            state = {"running": {"startedAt": local.started}} if running else {
-                "waiting": {"reason": "CrashLoopBackOff"}}
-            containers.append({
-                "name": c["name"],
-                "image": c.get("image", ""),
-                "imageID": "",
-                "containerID": f"podnet://{local.uid[:12]}-{c['name']}",
-                "ready": local.ready.get(c["name"], False) and running,
-                "started": running,
-                "restartCount": local.restarts,
-                "state": state,
-            })
+            state = (
+                {"running": {"startedAt": local.started}}
+                if running
+                else {"waiting": {"reason": "CrashLoopBackOff"}}
+            )
+            containers.append(
+                {
+                    "name": c["name"],
+                    "image": c.get("image", ""),
+                    "imageID": "",
+                    "containerID": f"podnet://{local.uid[:12]}-{c['name']}",
+                    "ready": local.ready.get(c["name"], False) and running,
+                    "started": running,
+                    "restartCount": local.restarts,
+                    "state": state,
+                }
+            )
         return {
             "phase": "Running",
             "hostIP": self.node.internal_ip,
@@ -318,17 +328,20 @@ class Kubelet:
             "phase": "Pending",
             "conditions": [{"type": "PodScheduled", "status": "True"}],
             "containerStatuses": [
-                {"name": c["name"], "ready": False, "restartCount": 0, "image": c.get("image", ""),
-                 "state": {"waiting": {"reason": reason, "message": message}}}
+                {
+                    "name": c["name"],
+                    "ready": False,
+                    "restartCount": 0,
+                    "image": c.get("image", ""),
+                    "state": {"waiting": {"reason": reason, "message": message}},
+                }
                 for c in pod["spec"].get("containers", [])
             ],
             "message": message,
             "reason": reason,
         }
-        try:
+        with contextlib.suppress(Conflict, NotFound):
             self.reg.update(pod, subresource="status")
-        except (Conflict, NotFound):
-            pass
 
     # -- probes and process supervision -----------------------------------------
 
@@ -366,19 +379,28 @@ class Kubelet:
         if "exec" in probe:
             return readiness.exec_command(local.netns, list(probe["exec"].get("command", [])), timeout)
         handler = probe.get("httpGet") or probe.get("tcpSocket") or {}
-        port = handler.get("port")
-        if isinstance(port, str) and not port.isdigit():
-            if port not in local.ports:
-                return False
-            port = local.ports[port]
+        raw = handler.get("port")
+        if isinstance(raw, str) and not raw.isdigit():
+            if raw not in local.ports:
+                return False  # a named port this pod does not declare
+            port = local.ports[raw]
+        else:
+            port = int(raw or 0)
         host = handler.get("host") or local.ip
         # The kubelet probes from the node, as on a real node.
         if "httpGet" in probe:
             headers = {h["name"]: h["value"] for h in handler.get("httpHeaders", [])}
-            return readiness.http_get(self.node.netns, host, int(port), handler.get("path", "/"), timeout,
-                                      handler.get("scheme", "HTTP"), headers)
+            return readiness.http_get(
+                self.node.netns,
+                host,
+                port,
+                handler.get("path", "/"),
+                timeout,
+                handler.get("scheme", "HTTP"),
+                headers,
+            )
         if "tcpSocket" in probe:
-            return readiness.tcp_socket(self.node.netns, host, int(port), timeout)
+            return readiness.tcp_socket(self.node.netns, host, port, timeout)
         return False
 
     # -- for the daemon ---------------------------------------------------------

@@ -16,7 +16,7 @@ import errno
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
@@ -96,10 +96,8 @@ def create(name: str) -> None:
     t.start()
     t.join()
     if errors:
-        try:
+        with suppress(OSError):
             os.unlink(target)
-        except OSError:
-            pass
         raise errors[0]
     setup_loopback(name)
 
@@ -118,10 +116,8 @@ def delete(name: str) -> None:
     it once no process or socket holds it any more."""
     target = path(name)
     _libc.umount2(target.encode(), MNT_DETACH)
-    try:
+    with suppress(FileNotFoundError):
         os.unlink(target)
-    except FileNotFoundError:
-        pass
 
 
 def pids(name: str) -> list[int]:

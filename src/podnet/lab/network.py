@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from pyroute2 import IPRoute
 
@@ -144,10 +144,8 @@ def kill_processes(ns: str, grace: float = 2.0) -> None:
 def _signal(pid: int, sig: int) -> None:
     if pid == os.getpid():
         return
-    try:
+    with suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _alive(pid: int) -> bool:

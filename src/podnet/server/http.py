@@ -88,7 +88,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: APIHTTPServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # requests are not worth a log line each
 
     # -- plumbing ------------------------------------------------------------
@@ -161,7 +161,9 @@ class Handler(BaseHTTPRequestHandler):
             body = self._body()
             if body.get("metadata", {}).get("name") != r.name:
                 raise BadRequest("the name of the object does not match the name on the URL")
-            self._send(200, reg.update(body, r.namespace, r.subresource, dry_run=query.get("dryRun") == "All"))
+            self._send(
+                200, reg.update(body, r.namespace, r.subresource, dry_run=query.get("dryRun") == "All")
+            )
         elif method == "PATCH" and r.name:
             self._send(200, reg.patch(kind, r.namespace, r.name, self._body(), r.subresource))
         elif method == "DELETE" and r.name:

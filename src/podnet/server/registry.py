@@ -46,7 +46,7 @@ class Registry:
     # -- reads ---------------------------------------------------------------
 
     def get(self, kind: str, namespace: str | None, name: str) -> Obj:
-        return self.store.get(kind, namespace if BY_KIND[kind].namespaced else "", name)
+        return self.store.get(kind, (namespace or "") if BY_KIND[kind].namespaced else "", name)
 
     def list(
         self,
@@ -67,14 +67,22 @@ class Registry:
         if kind.namespaced:
             ns = meta.get("namespace") or namespace or "default"
             if namespace and meta.get("namespace") and meta["namespace"] != namespace:
-                raise BadRequest("the namespace of the provided object does not match the namespace sent on the request")
+                raise BadRequest(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
             meta["namespace"] = ns
             self._require_namespace(ns)
         else:
             meta.pop("namespace", None)
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = meta["generateName"] + _random_suffix()
-        for server_owned in ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp", "generation"):
+        for server_owned in (
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "generation",
+        ):
             meta.pop(server_owned, None)
         obj = apply_defaults(obj)
         validate(obj)
@@ -123,7 +131,9 @@ class Registry:
                 return new
             return self.store.update(new, bump_generation=changed)
 
-    def patch(self, kind: str, namespace: str | None, name: str, patch: Obj, subresource: str | None = None) -> Obj:
+    def patch(
+        self, kind: str, namespace: str | None, name: str, patch: Obj, subresource: str | None = None
+    ) -> Obj:
         """A JSON merge patch (RFC 7386)."""
         current = self.get(kind, namespace, name)
         merged = _merge_patch(current, patch)
@@ -137,7 +147,9 @@ class Registry:
         meta = obj["metadata"]
         if kind == "Pod" and obj.get("spec", {}).get("nodeName"):
             # Graceful: mark it; the node's kubelet stops it and then removes it.
-            grace = obj["spec"].get("terminationGracePeriodSeconds", 30) if grace_period is None else grace_period
+            grace = (
+                obj["spec"].get("terminationGracePeriodSeconds", 30) if grace_period is None else grace_period
+            )
             if grace > 0 or meta.get("deletionTimestamp"):
                 if meta.get("deletionTimestamp"):
                     if grace_period == 0:
@@ -194,22 +206,36 @@ class Registry:
         }
         if asked:
             if not ipam.in_range(cidr, asked):
-                raise Invalid("Service", name, [(
-                    "spec.clusterIPs",
-                    f'Invalid value: ["{asked}"]: failed to allocate IP {asked}: the provided IP ({asked}) '
-                    f"is not in the valid range. The range of valid IPs is {cidr}",
-                )])
+                raise Invalid(
+                    "Service",
+                    name,
+                    [
+                        (
+                            "spec.clusterIPs",
+                            f'Invalid value: ["{asked}"]: failed to allocate IP {asked}: the provided IP ({asked}) '
+                            f"is not in the valid range. The range of valid IPs is {cidr}",
+                        )
+                    ],
+                )
             if asked in used:
-                raise Invalid("Service", name, [(
-                    "spec.clusterIPs",
-                    f'Invalid value: ["{asked}"]: failed to allocate IP {asked}: provided IP is already allocated',
-                )])
+                raise Invalid(
+                    "Service",
+                    name,
+                    [
+                        (
+                            "spec.clusterIPs",
+                            f'Invalid value: ["{asked}"]: failed to allocate IP {asked}: provided IP is already allocated',
+                        )
+                    ],
+                )
             ip = asked
         else:
             try:
                 ip = ipam.random_ip(cidr, {u for u in used if u})
             except ipam.RangeExhausted as exc:
-                raise Invalid("Service", name, [("spec.clusterIPs", f"failed to allocate a serviceIP: {exc}")]) from None
+                raise Invalid(
+                    "Service", name, [("spec.clusterIPs", f"failed to allocate a serviceIP: {exc}")]
+                ) from None
         spec["clusterIP"] = ip
         spec["clusterIPs"] = [ip]
 
@@ -221,11 +247,18 @@ def _check_pod_update(old: Obj, new: Obj) -> None:
         o.pop("nodeName", None)
         n.pop("nodeName", None)  # binding: the scheduler sets it once
     if o != n:
-        raise Invalid("Pod", new["metadata"]["name"], [(
-            "spec", "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, "
-            "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` "
-            "(only additions to existing tolerations) or `spec.terminationGracePeriodSeconds`",
-        )])
+        raise Invalid(
+            "Pod",
+            new["metadata"]["name"],
+            [
+                (
+                    "spec",
+                    "Forbidden: pod updates may not change fields other than `spec.containers[*].image`, "
+                    "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` "
+                    "(only additions to existing tolerations) or `spec.terminationGracePeriodSeconds`",
+                )
+            ],
+        )
 
 
 def _merge_patch(target: Any, patch: Any) -> Any:
@@ -270,4 +303,3 @@ def _filter(label_selector: str | None, field_selector: str | None) -> Callable[
     if not checks:
         return None
     return lambda o: all(c(o) for c in checks)
-

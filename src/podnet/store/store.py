@@ -7,6 +7,7 @@ that); it keeps objects, numbers changes and fans them out to watchers.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import json
 import sqlite3
@@ -64,7 +65,7 @@ class Store:
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER)")
         self._objects: dict[Key, Obj] = {}
-        for body, in self._db.execute("SELECT body FROM objects"):
+        for (body,) in self._db.execute("SELECT body FROM objects"):
             obj = json.loads(body)
             self._objects[key_of(obj)] = obj
         row = self._db.execute("SELECT v FROM meta WHERE k='rv'").fetchone()
@@ -161,9 +162,7 @@ class Store:
             self._db.execute("DELETE FROM objects WHERE kind=? AND namespace=? AND name=?", key)
         else:
             self._objects[key] = obj
-            self._db.execute(
-                "INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?)", (*key, json.dumps(obj))
-            )
+            self._db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?)", (*key, json.dumps(obj)))
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('rv', ?)", (self._rv,))
         if len(self._events) == self._events.maxlen:
             self._oldest_rv = self._events[0].rv
@@ -172,7 +171,7 @@ class Store:
 
     # -- watch -------------------------------------------------------------
 
-    def events_since(self, rv: int, timeout: float | None = None) -> list[Event]:
+    def events_since(self, rv: int, timeout: float | None = None) -> builtins.list[Event]:
         """Every event after resourceVersion `rv`, waiting up to `timeout`
         for one to happen. Raises Gone when `rv` is older than the history."""
         with self._lock:
@@ -183,7 +182,7 @@ class Store:
             if self._rv <= rv:
                 return []
             # Events are in order; walk back from the newest.
-            out: list[Event] = []
+            out: builtins.list[Event] = []
             for ev in reversed(self._events):
                 if ev.rv <= rv:
                     break
