@@ -17,10 +17,13 @@ from typing import Any
 from podnet import __version__
 from podnet.api.errors import AlreadyExists
 from podnet.config import ClusterConfig, load
+from podnet.controllers.endpointslice_controller import EndpointSliceController
 from podnet.controllers.manager import ControllerManager
 from podnet.lab import netns, network, topology
 from podnet.lab.kubelet import Kubelet
 from podnet.lab.workload import Responder
+from podnet.proxy.agent import ServiceProxy
+from podnet.proxy.render import ProxyConfig
 from podnet.server.http import APIHTTPServer
 from podnet.server.registry import Registry
 from podnet.store.store import Store, now_rfc3339
@@ -106,6 +109,8 @@ class ControlPlane:
         self.responder = Responder()
         self.http: APIHTTPServer | None = None
         self.controllers = ControllerManager(self.registry)
+        self.endpointslices = EndpointSliceController(self.registry)
+        self.proxies: list[ServiceProxy] = []
         self.kubelets = [
             Kubelet(self.registry, cfg.name, n, self.responder, os.path.join(cfg.state_dir, "pods"))
             for n in self.plan.nodes
@@ -123,9 +128,14 @@ class ControlPlane:
         self.responder.start()
         self.responder.add_pod("internet", "internet", self.plan.internet_netns, INTERNET_PORTS)
         bootstrap(self.registry, self.cfg, self.plan)
-        self.http = APIHTTPServer(("127.0.0.1", 0), self.registry)
+        proxy_cfg = ProxyConfig(cluster_cidr=self.cfg.cluster_cidr, egress_interface="eth0")
+        self.proxies = [ServiceProxy(self.store, n.name, n.netns, proxy_cfg) for n in self.plan.nodes]
+        self.http = APIHTTPServer(("127.0.0.1", 0), self.registry, metrics=self.metrics)
         threading.Thread(target=self.http.serve_forever, name="apiserver", daemon=True).start()
         self.controllers.start()
+        self.endpointslices.start()
+        for proxy in self.proxies:
+            proxy.start()
         for kubelet in self.kubelets:
             kubelet.start()
         host, port = str(self.http.server_address[0]), int(self.http.server_address[1])
@@ -135,6 +145,16 @@ class ControlPlane:
             json.dump(state, f)
         os.replace(tmp, os.path.join(self.cfg.state_dir, STATE_FILE))
         log.info("control plane serving on %s:%s", host, port)
+
+    def metrics(self) -> str:
+        """Prometheus text: the node agents' figures, as kube-proxy names them."""
+        lines = [
+            "# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram",
+            "# TYPE kubeproxy_network_programming_duration_seconds histogram",
+        ]
+        for proxy in self.proxies:
+            lines += proxy.metrics()
+        return "\n".join(lines) + "\n"
 
     def _remove_orphans(self) -> None:
         """Pod namespaces whose pod is gone from the store (deleted while
@@ -155,6 +175,9 @@ class ControlPlane:
         if self.http:
             self.http.shutdown()
         self.controllers.shutdown()
+        self.endpointslices.shutdown()
+        for proxy in self.proxies:
+            proxy.shutdown()
         for kubelet in self.kubelets:
             kubelet.shutdown()
         self.responder.stop()

@@ -462,6 +462,25 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0 if results and all(r.ok for r in results) else 1
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    """What the kernel holds for the service proxy on a node, read from
+    the kernel itself (not from the agent's idea of it)."""
+    require_root()
+    c = find(args.name)
+    node = args.node.split("/", 1)[-1]
+    try:
+        ns = c.plan.node(node).netns
+    except KeyError:
+        raise CLIError(f'nodes "{node}" not found') from None
+    proc = subprocess.run(
+        ["ip", "netns", "exec", ns, "nft", "list", "table", "ip", args.table], capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise CLIError(proc.stderr.strip() or f"nft list table failed on {node}")
+    out(proc.stdout)
+    return 0
+
+
 # -- wiring ---------------------------------------------------------------------
 
 
@@ -524,6 +543,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--count", type=int, default=1)
     pr.add_argument("--timeout", type=float, default=2.0)
     pr.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    ru = cmd("rules", cmd_rules, "print a node's programmed nftables table (the service proxy's)")
+    ru.add_argument("node", help="NODE or node/NAME")
+    ru.add_argument("--table", default="podnet")
     return p
 
 

@@ -143,9 +143,14 @@ def reconcile(deploy: Obj, pods: list[Obj]) -> Plan:
 def status(deploy: Obj, live: list[Obj], new: list[Obj]) -> Obj:
     replicas = int(deploy["spec"].get("replicas", 1))
     ready = sum(1 for p in live if is_ready(p))
-    available = ready >= replicas - resolve(
-        (deploy["spec"].get("strategy") or {}).get("rollingUpdate", {}).get("maxUnavailable"), replicas, False
+    strategy = deploy["spec"].get("strategy") or {}
+    # Only a rolling update tolerates unavailable pods; Recreate needs them all.
+    max_unavailable = (
+        resolve((strategy.get("rollingUpdate") or {}).get("maxUnavailable"), replicas, False)
+        if strategy.get("type", "RollingUpdate") == "RollingUpdate"
+        else 0
     )
+    available = ready >= replicas - max_unavailable
     out: Obj = {
         "observedGeneration": deploy["metadata"].get("generation", 1),
         "replicas": len(live),

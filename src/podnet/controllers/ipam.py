@@ -46,8 +46,8 @@ def random_ip(cidr: str, used: set[str], rng: random.Random | None = None) -> st
     first, end = _usable(cidr)
     first += 1  # the first address is kept for the `kubernetes` Service
     size = end - first + 1
-    if len(used) >= size:
-        raise RangeExhausted(f"no free address left in {cidr}")
+    # (No shortcut on len(used): it may hold addresses outside the candidates,
+    # such as the first address, held by the kubernetes Service.)
     start = (rng or random).randrange(size)
     for i in range(size):
         text = str(ipaddress.ip_address(first + (start + i) % size))

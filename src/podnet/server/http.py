@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -116,10 +117,12 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         try:
-            if url.path in ("/healthz", "/readyz", "/livez"):
+            if url.path in ("/healthz", "/readyz", "/livez", "/metrics"):
                 data = b"ok"
+                if url.path == "/metrics":
+                    data = (self.server.metrics() if self.server.metrics else "").encode()
                 self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -252,9 +255,12 @@ class Handler(BaseHTTPRequestHandler):
 class APIHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], registry: Registry) -> None:
+    def __init__(
+        self, address: tuple[str, int], registry: Registry, metrics: Callable[[], str] | None = None
+    ) -> None:
         super().__init__(address, Handler)
         self.registry = registry
+        self.metrics = metrics
         self.stopping = threading.Event()
 
     def shutdown(self) -> None:

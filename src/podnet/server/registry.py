@@ -111,11 +111,17 @@ class Registry:
             merged["status"] = new.get("status", {})
             merged["metadata"]["resourceVersion"] = new["metadata"].get("resourceVersion")
             return self.store.update(merged)
+        # Server-owned: what the stored object has, and nothing a client sends.
         for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
             if field in old["metadata"]:
                 new["metadata"][field] = old["metadata"][field]
-        if kind.kind in HAS_STATUS and "status" in old:
-            new["status"] = old["status"]
+            else:
+                new["metadata"].pop(field, None)
+        if kind.kind in HAS_STATUS:
+            if "status" in old:
+                new["status"] = old["status"]
+            else:
+                new.pop("status", None)
         for field in SERVER_FILLED_SPEC.get(kind.kind, ()):
             if field in old.get("spec", {}) and not new.get("spec", {}).get(field):
                 new.setdefault("spec", {})[field] = old["spec"][field]

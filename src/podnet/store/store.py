@@ -12,6 +12,7 @@ import copy
 import json
 import sqlite3
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -44,6 +45,7 @@ class Event:
     type: str  # ADDED, MODIFIED, DELETED
     object: Obj
     rv: int
+    at: float = 0.0  # wall-clock time of the change: where network programming latency starts
 
     @property
     def kind(self) -> str:
@@ -166,7 +168,7 @@ class Store:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('rv', ?)", (self._rv,))
         if len(self._events) == self._events.maxlen:
             self._oldest_rv = self._events[0].rv
-        self._events.append(Event(type_, copy.deepcopy(obj), self._rv))
+        self._events.append(Event(type_, copy.deepcopy(obj), self._rv, time.time()))
         self._lock.notify_all()
 
     # -- watch -------------------------------------------------------------
