@@ -9,6 +9,7 @@ sync and network programming latency figures kube-proxy reports."""
 
 from __future__ import annotations
 
+import builtins
 import logging
 import subprocess
 import threading
@@ -19,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from podnet.api.errors import APIError
-from podnet.controllers.endpointslice_controller import parse_trigger_time
 from podnet.controllers.endpointslice import TRIGGER_TIME
+from podnet.controllers.endpointslice_controller import parse_trigger_time
 from podnet.lab import netns as netns_mod
 from podnet.proxy import render
 from podnet.proxy.model import PortKey, ServicePort, service_key, service_ports, slice_service
@@ -42,7 +43,7 @@ class Source(Protocol):
 
     def list(self, kind: str, namespace: str | None = None) -> tuple[list[Obj], int]: ...
 
-    def events_since(self, rv: int, timeout: float | None = None) -> list[Event]: ...
+    def events_since(self, rv: int, timeout: float | None = None) -> builtins.list[Event]: ...
 
 
 @dataclass
