@@ -43,6 +43,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 10.0, interva
 class Lab:
     def __init__(self, name: str, state_dir: Path) -> None:
         self.name = name
+        self.state_dir = state_dir / name
         self.env = dict(os.environ, PODNET_STATE_DIR=str(state_dir), PODNET_CLUSTER=name)
 
     def run(
