@@ -31,6 +31,13 @@ class ClusterConfig:
     public_network: str = "203.0.113.0/24"  # the cloud's public addresses: node N .(10+N)
     internet_network: str = "198.51.100.0/24"  # outside: router .1, internet .100
     cluster_domain: str = "cluster.local"
+    load_balancer_pool: str = "203.0.113.128/25"  # the cloud's LoadBalancer addresses
+    node_grace_period: float = 5.0  # seconds without a kubelet heartbeat before a node is NotReady
+
+    @property
+    def node_port_bounds(self) -> tuple[int, int]:
+        lo, _, hi = self.node_port_range.partition("-")
+        return int(lo), int(hi)
 
     @property
     def state_dir(self) -> str:
@@ -57,7 +64,8 @@ class ClusterConfig:
             )
         if not 1 <= self.nodes <= 50:
             raise ConfigError(f"nodes: Invalid value: {self.nodes}: must be between 1 and 50")
-        for f in ("cluster_cidr", "service_cidr", "node_network", "public_network", "internet_network"):
+        for f in ("cluster_cidr", "service_cidr", "node_network", "public_network", "internet_network",
+                  "load_balancer_pool"):
             try:
                 ipaddress.IPv4Network(getattr(self, f))
             except ValueError as exc:
@@ -66,6 +74,8 @@ class ClusterConfig:
         lo, _, hi = self.node_port_range.partition("-")
         if not (lo.isdigit() and hi.isdigit() and 1 <= int(lo) <= int(hi) <= 65535):
             raise ConfigError(f"node_port_range: Invalid value: {self.node_port_range!r}: want LOW-HIGH")
+        if not self.node_grace_period > 0:
+            raise ConfigError(f"node_grace_period: Invalid value: {self.node_grace_period}: must be positive")
 
 
 def load(path: str | None, **overrides: Any) -> ClusterConfig:

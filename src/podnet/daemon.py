@@ -20,6 +20,7 @@ from podnet.config import ClusterConfig, load
 from podnet.controllers.endpointslice_controller import EndpointSliceController
 from podnet.controllers.manager import ControllerManager
 from podnet.lab import netns, network, topology
+from podnet.lab.cloud import CloudController
 from podnet.lab.kubelet import Kubelet
 from podnet.lab.workload import Responder
 from podnet.proxy.agent import ServiceProxy
@@ -111,6 +112,7 @@ class ControlPlane:
         self.controllers = ControllerManager(self.registry)
         self.endpointslices = EndpointSliceController(self.registry)
         self.proxies: list[ServiceProxy] = []
+        self.cloud: CloudController | None = None
         self.kubelets = [
             Kubelet(self.registry, cfg.name, n, self.responder, os.path.join(cfg.state_dir, "pods"))
             for n in self.plan.nodes
@@ -136,6 +138,8 @@ class ControlPlane:
         self.endpointslices.start()
         for proxy in self.proxies:
             proxy.start()
+        self.cloud = CloudController(self.registry, self.plan, self.cfg)
+        self.cloud.start()
         for kubelet in self.kubelets:
             kubelet.start()
         host, port = str(self.http.server_address[0]), int(self.http.server_address[1])
@@ -176,6 +180,8 @@ class ControlPlane:
             self.http.shutdown()
         self.controllers.shutdown()
         self.endpointslices.shutdown()
+        if self.cloud:
+            self.cloud.shutdown()
         for proxy in self.proxies:
             proxy.shutdown()
         for kubelet in self.kubelets:

@@ -30,13 +30,22 @@ def state_path(name: str) -> str:
 
 
 def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False  # kill(0) would signal our own process group
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    # A zombie has exited: the control plane is reparented when `podnet up`
+    # returns, and an init that does not reap (some containers') leaves it so.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 @dataclass

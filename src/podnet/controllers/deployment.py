@@ -108,7 +108,7 @@ def reconcile(deploy: Obj, pods: list[Obj]) -> Plan:
     current_hash = template_hash(spec["template"])
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
     new = [p for p in live if p["metadata"].get("labels", {}).get(HASH_LABEL) == current_hash]
-    old = [p for p in live if p not in new]
+    old = [p for p in live if p["metadata"].get("labels", {}).get(HASH_LABEL) != current_hash]
     plan = Plan()
     strategy = spec.get("strategy") or {}
     if strategy.get("type") == "Recreate":

@@ -52,13 +52,14 @@ def resolve_port(svc_port: Obj, pod: Obj) -> int | None:
 
 
 def endpoint(pod: Obj, service: Obj) -> Obj:
-    ready = _condition(pod, "Ready")
+    # As upstream's podToEndpoint: serving is the pod's Ready condition;
+    # publishNotReadyAddresses makes `ready` true even while terminating.
+    serving = _condition(pod, "Ready")
     terminating = bool(pod["metadata"].get("deletionTimestamp"))
-    if service["spec"].get("publishNotReadyAddresses"):
-        ready = True
+    ready = bool(service["spec"].get("publishNotReadyAddresses")) or (serving and not terminating)
     ep: Obj = {
         "addresses": [pod["status"]["podIP"]],
-        "conditions": {"ready": ready and not terminating, "serving": ready, "terminating": terminating},
+        "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
         "nodeName": pod["spec"].get("nodeName"),
         "targetRef": {
             "kind": "Pod",

@@ -14,7 +14,7 @@ from podnet.api.errors import APIError, Conflict, NotFound
 from podnet.api.kinds import KINDS
 from podnet.controllers import deployment, scheduler
 from podnet.server.registry import Registry
-from podnet.store.store import Event
+from podnet.store.store import Event, clone
 
 log = logging.getLogger("podnet.controllers")
 RESYNC = 5.0
@@ -105,7 +105,8 @@ class ControllerManager:
             d = self.reg.store.get("Deployment", ns, name)
         except NotFound:
             return
-        pods = [p for p in self.reg.store.list("Pod", ns)[0] if deployment.owned_by(p, d)]
+        # Read-only: reconcile is pure, so the store's own objects do (no copies).
+        pods = self.reg.store.list("Pod", ns, lambda p: deployment.owned_by(p, d), shared=True)[0]
         plan = deployment.reconcile(d, pods)
         for _ in range(plan.create):
             try:
@@ -132,9 +133,11 @@ class ControllerManager:
     # -- Scheduler -----------------------------------------------------------
 
     def _schedule(self) -> None:
-        pods = self.reg.store.list("Pod")[0]
+        pods = self.reg.store.list("Pod", shared=True)[0]  # read-only; pending ones are copied below
         pending = [
-            p for p in pods if not p["spec"].get("nodeName") and not p["metadata"].get("deletionTimestamp")
+            clone(p)
+            for p in pods
+            if not p["spec"].get("nodeName") and not p["metadata"].get("deletionTimestamp")
         ]
         if not pending:
             return

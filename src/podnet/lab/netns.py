@@ -18,12 +18,15 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+from podnet.lab import rtnl
+
 NETNS_RUN_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
 MS_BIND = 4096
 MS_REC = 16384
 MS_SHARED = 1 << 20
 MNT_DETACH = 2
+LOOPBACK_INDEX = 1  # lo is always the first interface of a namespace
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _setup_lock = threading.Lock()
@@ -84,11 +87,14 @@ def create(name: str) -> None:
 
     def worker() -> None:
         # A throwaway thread: it unshares into the new namespace and dies,
-        # so no thread of ours is ever left in the wrong namespace.
+        # so no thread of ours is ever left in the wrong namespace. While
+        # inside, it brings the loopback up.
         try:
             _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
             src = f"/proc/self/task/{threading.get_native_id()}/ns/net"
             _check(_libc.mount(src.encode(), target.encode(), b"none", MS_BIND, None), f"bind {target}")
+            with rtnl.Netlink() as nl:
+                nl.link_up(LOOPBACK_INDEX)
         except BaseException as exc:  # reported to the caller below
             errors.append(exc)
 
@@ -96,19 +102,18 @@ def create(name: str) -> None:
     t.start()
     t.join()
     if errors:
+        _libc.umount2(target.encode(), MNT_DETACH)
         with suppress(OSError):
             os.unlink(target)
         raise errors[0]
-    setup_loopback(name)
 
 
 def setup_loopback(name: str) -> None:
-    from pyroute2 import IPRoute
-
+    """Bring up the loopback of namespace `name` (create() already does)."""
     with entered(name):
-        ipr = IPRoute()
-    with ipr:
-        ipr.link("set", index=1, state="up")
+        nl = rtnl.Netlink()
+    with nl:
+        nl.link_up(LOOPBACK_INDEX)
 
 
 def delete(name: str) -> None:

@@ -105,18 +105,64 @@ def plan(cfg: ClusterConfig) -> LabPlan:
     )
 
 
-def router_ruleset(p: LabPlan) -> str:
+@dataclass(frozen=True)
+class LoadBalancerPort:
+    """One frontend of a cloud load balancer and the nodes behind it."""
+
+    ip: str
+    protocol: str  # "tcp" / "udp"
+    port: int
+    backends: tuple[tuple[str, int], ...]  # healthy (node address, nodePort)
+    source_ranges: tuple[str, ...] = ()  # loadBalancerSourceRanges; empty: everyone
+
+
+def router_ruleset(
+    p: LabPlan, frontends: tuple[LoadBalancerPort, ...] = (), routed: tuple[str, ...] = ()
+) -> str:
     """The cloud's edge: 1:1 NAT between each node's private and public
     address, and nothing forwarded from any source the cloud does not know
     (a pod address that was not masqueraded by its node is dropped, as the
-    seed's cloud NAT does)."""
+    seed's cloud NAT does). Load balancer frontends DNAT each new connection
+    to a random healthy node's nodePort (the client's address is kept, as a
+    pass-through cloud load balancer does); `routed` addresses (externalIPs,
+    load balancers without nodePorts) are forwarded unchanged to a node."""
     pub_to_node = ", ".join(f"{n.external_ip} : {n.internal_ip}" for n in p.nodes)
     node_to_pub = ", ".join(f"{n.internal_ip} : {n.external_ip}" for n in p.nodes)
     nodes = ", ".join(n.internal_ip for n in p.nodes)
+    counts = sorted({len(f.backends) for f in frontends if f.backends})
+    lb_chains = "".join(
+        f"""	chain lb_{n} {{
+		dnat ip to ip daddr . meta l4proto . th dport . numgen random mod {n} map @lb_backends
+	}}
+"""
+        for n in counts
+    )
+    elements = ""
+    dispatch = [
+        f"{f.ip} . {f.protocol} . {f.port} : " + (f"goto lb_{len(f.backends)}" if f.backends else "drop")
+        for f in frontends
+    ]
+    backends = [
+        f"{f.ip} . {f.protocol} . {f.port} . {i} : {ip} . {port}"
+        for f in frontends
+        for i, (ip, port) in enumerate(f.backends)
+    ]
+    restricted = [f"{f.ip} . {f.protocol} . {f.port}" for f in frontends if f.source_ranges]
+    allowed = [f"{f.ip} . {f.protocol} . {f.port} . {r}" for f in frontends for r in f.source_ranges]
+    for name, items in (
+        ("lb_frontends", dispatch),
+        ("lb_backends", backends),
+        ("lb_restricted", restricted),
+        ("lb_allowed", allowed),
+        ("routed", list(routed)),
+    ):
+        if items:
+            elements += f"add element ip podnet-cloud {name} {{ {', '.join(items)} }}\n"
     return f"""\
 table ip podnet-cloud
 delete table ip podnet-cloud
 table ip podnet-cloud {{
+	comment "the lab's cloud: NAT and load balancers, owned by podnet"
 	map public_to_node {{
 		type ipv4_addr : ipv4_addr
 		elements = {{ {pub_to_node} }}
@@ -129,8 +175,29 @@ table ip podnet-cloud {{
 		type ipv4_addr
 		elements = {{ {nodes} }}
 	}}
+	set routed {{
+		type ipv4_addr
+	}}
+	map lb_frontends {{
+		typeof ip daddr . meta l4proto . th dport : verdict
+	}}
+	map lb_backends {{
+		typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport
+	}}
+	set lb_restricted {{
+		typeof ip daddr . meta l4proto . th dport
+	}}
+	set lb_allowed {{
+		typeof ip daddr . meta l4proto . th dport . ip saddr
+		flags interval
+	}}
+	chain source_ranges {{
+		type filter hook prerouting priority -150; policy accept;
+		iifname "wan" ip daddr . meta l4proto . th dport @lb_restricted ip daddr . meta l4proto . th dport . ip saddr != @lb_allowed drop comment "loadBalancerSourceRanges"
+	}}
 	chain prerouting {{
 		type nat hook prerouting priority dstnat; policy accept;
+		iifname "wan" ip daddr . meta l4proto . th dport vmap @lb_frontends
 		iifname "wan" dnat ip to ip daddr map @public_to_node
 	}}
 	chain postrouting {{
@@ -142,7 +209,8 @@ table ip podnet-cloud {{
 		ct state established,related accept
 		iifname "eth0" oifname "wan" ip saddr @nodes accept
 		iifname "wan" oifname "eth0" ip daddr @nodes accept
+		iifname "wan" oifname "eth0" ip daddr @routed accept
 		counter comment "dropped: unknown source or destination"
 	}}
-}}
-"""
+{lb_chains}}}
+{elements}"""

@@ -24,7 +24,15 @@ from podnet.controllers.endpointslice import TRIGGER_TIME
 from podnet.controllers.endpointslice_controller import parse_trigger_time
 from podnet.lab import netns as netns_mod
 from podnet.proxy import render
-from podnet.proxy.model import PortKey, ServicePort, service_key, service_ports, slice_service
+from podnet.proxy.healthcheck import HealthServers
+from podnet.proxy.model import (
+    PortKey,
+    ServicePort,
+    local_endpoint_count,
+    service_key,
+    service_ports,
+    slice_service,
+)
 from podnet.proxy.nftables import Nftables
 from podnet.store.store import Event
 
@@ -99,13 +107,17 @@ class ServiceProxy:
         self.syncs = 0
         self.failures = 0
         self.ready = threading.Event()
+        self.health = HealthServers(netns, node)
+        self.health_ports: dict[SvcKey, tuple[int, str, str, int]] = {}
 
     def start(self) -> None:
+        self.health.start()
         self.thread.start()
 
     def shutdown(self) -> None:
         self.stop.set()
         self.thread.join(timeout=5)
+        self.health.stop()
         self.nft.close()
 
     # -- the loop --------------------------------------------------------------
@@ -182,7 +194,7 @@ class ServiceProxy:
         svc = self.services.get(key)
         if svc is None:
             return {}
-        return service_ports(svc, self.slices.get(key, {}).values())
+        return service_ports(svc, self.slices.get(key, {}).values(), self.node)
 
     # -- syncs -----------------------------------------------------------------
 
@@ -200,6 +212,8 @@ class ServiceProxy:
         self.needs_full = False
         self._clear_udp(old, self.programmed)
         self.last_transaction = text
+        self.health_ports.clear()
+        self._update_health(self.services)
         self._done(start, {})
 
     def _sync_services(self, dirty: set[SvcKey], triggers: dict[SvcKey, float]) -> None:
@@ -211,11 +225,12 @@ class ServiceProxy:
             before = self.programmed.get(key, {})
             after = self._state_of(key)
             if before == after:
-                continue
+                continue  # (the healthCheckNodePort count may still move)
             old_all.update(before)
             new_all.update(after)
             changes[key] = after
         if not changes:
+            self._update_health(dirty)
             return
         refs = self.endpoint_refs.copy()
         for sp in old_all.values():
@@ -242,9 +257,29 @@ class ServiceProxy:
                 self.programmed.pop(key, None)
         self._clear_udp(old_programmed, changes)
         self.last_transaction = text
+        self._update_health(dirty)
         self._done(start, {k: triggers[k] for k in changes if k in triggers})
 
+    def _update_health(self, keys: Iterable[SvcKey]) -> None:
+        """Keep each Local LoadBalancer's healthCheckNodePort answering with
+        this node's count of ready endpoints."""
+        changed = False
+        for key in keys:
+            svc = self.services.get(key)
+            port = (svc or {}).get("spec", {}).get("healthCheckNodePort")
+            if svc is None or not port:
+                changed |= self.health_ports.pop(key, None) is not None
+                continue
+            count = local_endpoint_count(svc, self.slices.get(key, {}).values(), self.node)
+            entry = (int(port), key[0], key[1], count)
+            if self.health_ports.get(key) != entry:
+                self.health_ports[key] = entry
+                changed = True
+        if changed:
+            self.health.set_services({p: (ns, name, n) for p, ns, name, n in self.health_ports.values()})
+
     def _done(self, start: float, triggers: dict[SvcKey, float]) -> None:
+        self.health.last_sync = time.time()
         self.syncs += 1
         self.sync_duration.observe(time.monotonic() - start)
         now = time.time()

@@ -20,7 +20,7 @@ from podnet.api.kinds import BY_KIND, Kind, for_object
 from podnet.api.validation import validate
 from podnet.config import ClusterConfig
 from podnet.controllers import ipam
-from podnet.store.store import Obj, Store
+from podnet.store.store import Obj, Store, clone
 
 # Fields the server fills in; an update that leaves them out keeps them,
 # as a client-side `kubectl apply` (which never sent them) expects.
@@ -62,7 +62,7 @@ class Registry:
 
     def create(self, obj: Obj, namespace: str | None = None, dry_run: bool = False) -> Obj:
         kind = self._kind_of(obj)
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         meta = obj.setdefault("metadata", {})
         if kind.namespaced:
             ns = meta.get("namespace") or namespace or "default"
@@ -101,13 +101,13 @@ class Registry:
         meta = obj.get("metadata", {})
         ns = (meta.get("namespace") or namespace or "default") if kind.namespaced else ""
         old = self.store.get(kind.kind, ns, meta.get("name", ""))
-        new = copy.deepcopy(obj)
+        new = clone(obj)
         new["metadata"]["namespace"] = ns
         if not kind.namespaced:
             new["metadata"].pop("namespace")
         if subresource == "status":
             # Only the status changes; everything else stays as stored.
-            merged = copy.deepcopy(old)
+            merged = old  # a copy already: store.get returns one
             merged["status"] = new.get("status", {})
             merged["metadata"]["resourceVersion"] = new["metadata"].get("resourceVersion")
             return self.store.update(merged)
@@ -193,6 +193,63 @@ class Registry:
     def _allocate(self, obj: Obj) -> None:
         if obj["kind"] == "Service":
             self._allocate_cluster_ip(obj)
+            self._allocate_node_ports(obj)
+
+    def _allocate_node_ports(self, svc: Obj) -> None:
+        """nodePorts for NodePort and LoadBalancer Services (unless
+        allocateLoadBalancerNodePorts is false), and a healthCheckNodePort for
+        a LoadBalancer with externalTrafficPolicy Local: the port asked for,
+        or a random free one of the range; a clash or a port out of range is
+        refused naming the field, as the API server does."""
+        spec = svc["spec"]
+        name = svc["metadata"]["name"]
+        kind = spec.get("type", "ClusterIP")
+        lo, hi = self.config.node_port_bounds
+        uid = svc["metadata"].get("uid")
+        used: set[int] = set()
+        for other in self.store.list("Service", shared=True)[0]:
+            if other["metadata"]["uid"] == uid:
+                continue
+            used.update(p["nodePort"] for p in other["spec"].get("ports") or [] if p.get("nodePort"))
+            if other["spec"].get("healthCheckNodePort"):
+                used.add(other["spec"]["healthCheckNodePort"])
+        wants_ports = kind == "NodePort" or (
+            kind == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts", True) is not False
+        )
+        problems: list[tuple[str, str]] = []
+
+        def take(asked: int | None, field: str) -> int | None:
+            if asked:
+                if not lo <= asked <= hi:
+                    problems.append((field, f"Invalid value: {asked}: provided port is not in the valid range. "
+                                            f"The range of valid ports is {lo}-{hi}"))
+                    return None
+                if asked in used:
+                    problems.append((field, f"Invalid value: {asked}: provided port is already allocated"))
+                    return None
+                used.add(asked)
+                return asked
+            free = [p for p in range(lo, hi + 1) if p not in used]
+            if not free:
+                problems.append((field, f"Internal error: range {lo}-{hi} of nodePorts is full"))
+                return None
+            port = random.choice(free)
+            used.add(port)
+            return port
+
+        for i, p in enumerate(spec.get("ports") or []):
+            if kind not in ("NodePort", "LoadBalancer"):
+                p.pop("nodePort", None)
+            elif wants_ports or p.get("nodePort"):
+                # Two ports with the same number (TCP and UDP) may share one nodePort.
+                same = [q.get("nodePort") for q in spec["ports"][:i] if q["port"] == p["port"] and q.get("nodePort")]
+                p["nodePort"] = same[0] if same and not p.get("nodePort") else take(p.get("nodePort"), f"spec.ports[{i}].nodePort")
+        if kind == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local":
+            spec["healthCheckNodePort"] = take(spec.get("healthCheckNodePort"), "spec.healthCheckNodePort")
+        else:
+            spec.pop("healthCheckNodePort", None)
+        if problems:
+            raise Invalid("Service", name, problems)
 
     def _allocate_cluster_ip(self, svc: Obj) -> None:
         spec = svc["spec"]
@@ -204,7 +261,7 @@ class Registry:
             spec["clusterIPs"] = ["None"]
             return
         cidr = self.config.service_cidr
-        services, _ = self.store.list("Service")
+        services, _ = self.store.list("Service", shared=True)
         used = {
             s["spec"].get("clusterIP")
             for s in services
