@@ -23,6 +23,7 @@ from podnet.lab import netns, network, topology
 from podnet.lab.cloud import CloudController
 from podnet.lab.kubelet import Kubelet
 from podnet.lab.workload import Responder
+from podnet.policy.agent import PolicyAgent
 from podnet.proxy.agent import ServiceProxy
 from podnet.proxy.render import ProxyConfig
 from podnet.server.http import APIHTTPServer
@@ -112,6 +113,7 @@ class ControlPlane:
         self.controllers = ControllerManager(self.registry)
         self.endpointslices = EndpointSliceController(self.registry)
         self.proxies: list[ServiceProxy] = []
+        self.policy_agents: list[PolicyAgent] = []
         self.cloud: CloudController | None = None
         self.kubelets = [
             Kubelet(self.registry, cfg.name, n, self.responder, os.path.join(cfg.state_dir, "pods"))
@@ -132,12 +134,15 @@ class ControlPlane:
         bootstrap(self.registry, self.cfg, self.plan)
         proxy_cfg = ProxyConfig(cluster_cidr=self.cfg.cluster_cidr, egress_interface="eth0")
         self.proxies = [ServiceProxy(self.store, n.name, n.netns, proxy_cfg) for n in self.plan.nodes]
+        self.policy_agents = [PolicyAgent(self.store, n.name, n.netns) for n in self.plan.nodes]
         self.http = APIHTTPServer(("127.0.0.1", 0), self.registry, metrics=self.metrics)
         threading.Thread(target=self.http.serve_forever, name="apiserver", daemon=True).start()
         self.controllers.start()
         self.endpointslices.start()
         for proxy in self.proxies:
             proxy.start()
+        for agent in self.policy_agents:
+            agent.start()
         self.cloud = CloudController(self.registry, self.plan, self.cfg)
         self.cloud.start()
         for kubelet in self.kubelets:
@@ -158,6 +163,8 @@ class ControlPlane:
         ]
         for proxy in self.proxies:
             lines += proxy.metrics()
+        for agent in self.policy_agents:
+            lines += agent.metrics()
         return "\n".join(lines) + "\n"
 
     def _remove_orphans(self) -> None:
@@ -184,6 +191,8 @@ class ControlPlane:
             self.cloud.shutdown()
         for proxy in self.proxies:
             proxy.shutdown()
+        for agent in self.policy_agents:
+            agent.shutdown()
         for kubelet in self.kubelets:
             kubelet.shutdown()
         self.responder.stop()

@@ -35,6 +35,10 @@ def apply_defaults(obj: Obj) -> Obj:
         _default_service(out)
     elif kind == "EndpointSlice":
         _default_endpoint_slice(out)
+    elif kind == "NetworkPolicy":
+        from podnet.policy.defaults import default_network_policy
+
+        default_network_policy(out)
     return out
 
 
@@ -208,7 +212,9 @@ def _default_service(svc: Obj) -> None:
             # 0 and "" are the IntOrString zero values, i.e. unset.
             if port.get("targetPort") in (None, 0, "") and port.get("port") is not None:
                 port["targetPort"] = port["port"]
-    if svc_type in ("NodePort", "LoadBalancer") and not spec.get("externalTrafficPolicy"):
+    # externalIPs make a Service externally reachable too (as the API server sees it).
+    external = svc_type in ("NodePort", "LoadBalancer") or bool(spec.get("externalIPs"))
+    if external and not spec.get("externalTrafficPolicy"):
         spec["externalTrafficPolicy"] = "Cluster"
     if svc_type != "ExternalName" and spec.get("internalTrafficPolicy") is None:
         spec["internalTrafficPolicy"] = "Cluster"

@@ -42,6 +42,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("Service", "", "v1", "services", "service", ("svc",), True),
     Kind("Deployment", "apps", "v1", "deployments", "deployment", ("deploy",), True),
     Kind("EndpointSlice", "discovery.k8s.io", "v1", "endpointslices", "endpointslice", (), True),
+    Kind("NetworkPolicy", "networking.k8s.io", "v1", "networkpolicies", "networkpolicy", ("netpol",), True),
 )
 
 BY_KIND = {k.kind: k for k in KINDS}

@@ -1349,4 +1349,11 @@ _VALIDATORS: dict[str, Callable[[_Errors, Obj, Obj | None], None]] = {
     "Deployment": _validate_deployment,
     "Service": _validate_service,
     "EndpointSlice": _validate_endpoint_slice,
+    "NetworkPolicy": lambda e, obj, old: _validate_network_policy(e, obj, old),
 }
+
+
+def _validate_network_policy(e: _Errors, obj: Obj, old: Obj | None) -> None:
+    from podnet.policy.validation import validate_network_policy  # it imports this module
+
+    validate_network_policy(e, obj, old)

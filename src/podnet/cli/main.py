@@ -19,6 +19,7 @@ from podnet.api.defaults import apply_defaults
 from podnet.api.errors import APIError, Invalid, NotFound
 from podnet.api.kinds import BY_KIND, Kind, for_object, lookup
 from podnet.api.validation import validate
+from podnet.cli import policy as policy_cli
 from podnet.cli import printers
 from podnet.cli.cluster import CLIError, Cluster, cluster_name, find, pid_alive, read_state
 from podnet.client import Unreachable
@@ -27,7 +28,7 @@ from podnet.lab import network, probe
 
 Obj = dict[str, Any]
 # Namespaces before what lives in them, as kubectl's apply order does.
-APPLY_ORDER = {"Namespace": 0, "Service": 1, "EndpointSlice": 2, "Deployment": 3, "Pod": 4}
+APPLY_ORDER = {"Namespace": 0, "NetworkPolicy": 1, "Service": 1, "EndpointSlice": 2, "Deployment": 3, "Pod": 4}
 
 
 def out(text: str) -> None:
@@ -546,6 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     ru = cmd("rules", cmd_rules, "print a node's programmed nftables table (the service proxy's)")
     ru.add_argument("node", help="NODE or node/NAME")
     ru.add_argument("--table", default="podnet")
+    policy_cli.register(cmd)
     return p
 
 

@@ -404,6 +404,19 @@ def _endpoint_slice_row(eps: Obj, wide: bool, now: datetime) -> Row:
     ]
 
 
+def _network_policy_row(np: Obj, wide: bool, now: datetime) -> Row:
+    # kubectl prints the pod selector in its string form; `<none>` for {}.
+    try:
+        sel = str(selectors.from_label_selector(_get(np, "spec", "podSelector") or {}))
+    except ValueError:
+        sel = "<error>"
+    return [
+        str(_get(np, "metadata", "name") or ""),
+        sel or "<none>",
+        _since(_get(np, "metadata", "creationTimestamp"), now),
+    ]
+
+
 _RowFn = Callable[[Obj, bool, datetime], Row]
 
 # kind -> (columns, extra columns under -o wide, row function)
@@ -426,6 +439,7 @@ _PRINTERS: dict[str, tuple[Sequence[str], Sequence[str], _RowFn]] = {
         _deployment_row,
     ),
     "EndpointSlice": (("NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"), (), _endpoint_slice_row),
+    "NetworkPolicy": (("NAME", "POD-SELECTOR", "AGE"), (), _network_policy_row),
 }
 
 

@@ -64,6 +64,14 @@ def _neg(ts: str) -> str:
     return "".join(chr(0x10FFFF - ord(c)) for c in ts)
 
 
+def _surplus(pods: list[Obj], replicas: int) -> list[Obj]:
+    """The pods to delete to come down to `replicas`, least useful first
+    (ranked only when there is something to delete: this runs on every
+    event, with every pod of the Deployment)."""
+    extra = len(pods) - replicas
+    return sorted(pods, key=_deletion_rank)[:extra] if extra > 0 else []
+
+
 @dataclass
 class Plan:
     create: int = 0
@@ -116,10 +124,10 @@ def reconcile(deploy: Obj, pods: list[Obj]) -> Plan:
             plan.delete = old
         elif not any(p["metadata"].get("deletionTimestamp") for p in pods):
             plan.create = max(0, replicas - len(new))
-            plan.delete = sorted(new, key=_deletion_rank)[: max(0, len(new) - replicas)]
+            plan.delete = _surplus(new, replicas)
     elif not old:
         plan.create = max(0, replicas - len(new))
-        plan.delete = sorted(new, key=_deletion_rank)[: max(0, len(new) - replicas)]
+        plan.delete = _surplus(new, replicas)
     else:
         rolling = strategy.get("rollingUpdate") or {}
         surge = resolve(rolling.get("maxSurge"), replicas, round_up=True)

@@ -60,7 +60,9 @@ def health_target(svc: Obj) -> tuple[int, str]:
 def frontends(svc: Obj, healthy_nodes: list[str]) -> list[LoadBalancerPort]:
     """The load balancer ports of one Service, pure."""
     spec = svc["spec"]
-    ingress = [i["ip"] for i in (svc.get("status", {}).get("loadBalancer", {}).get("ingress") or []) if i.get("ip")]
+    ingress = [
+        i["ip"] for i in (svc.get("status", {}).get("loadBalancer", {}).get("ingress") or []) if i.get("ip")
+    ]
     ranges = tuple(spec.get("loadBalancerSourceRanges") or ())
     out = []
     for ip in ingress:
@@ -124,8 +126,9 @@ class CloudController:
             for ip in _routed_addresses(svc):
                 if healthy:
                     routed[ip] = healthy[0]
-        text = router_ruleset(self.plan, tuple(sorted(ports, key=lambda f: (f.ip, f.protocol, f.port))),
-                              tuple(sorted(routed)))
+        text = router_ruleset(
+            self.plan, tuple(sorted(ports, key=lambda f: (f.ip, f.protocol, f.port))), tuple(sorted(routed))
+        )
         if text != self.applied:
             self.nft.run(text)
             self.applied = text
@@ -146,8 +149,12 @@ class CloudController:
                     continue
                 ip = allocate(self.cfg.load_balancer_pool, used, svc["spec"].get("loadBalancerIP"))
                 if ip is None:
-                    log.warning("service %s/%s: load balancer pool %s is exhausted",
-                                svc["metadata"]["namespace"], svc["metadata"]["name"], self.cfg.load_balancer_pool)
+                    log.warning(
+                        "service %s/%s: load balancer pool %s is exhausted",
+                        svc["metadata"]["namespace"],
+                        svc["metadata"]["name"],
+                        self.cfg.load_balancer_pool,
+                    )
                     continue
                 used.add(ip)
                 svc.setdefault("status", {})["loadBalancer"] = {"ingress": [{"ip": ip, "ipMode": "VIP"}]}
@@ -188,7 +195,11 @@ def _routed_addresses(svc: Obj) -> list[str]:
     spec = svc["spec"]
     out = list(spec.get("externalIPs") or [])
     if spec.get("type") == "LoadBalancer" and not any(p.get("nodePort") for p in spec.get("ports") or []):
-        out += [i["ip"] for i in (svc.get("status", {}).get("loadBalancer", {}).get("ingress") or []) if i.get("ip")]
+        out += [
+            i["ip"]
+            for i in (svc.get("status", {}).get("loadBalancer", {}).get("ingress") or [])
+            if i.get("ip")
+        ]
     return out
 
 

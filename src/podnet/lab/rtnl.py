@@ -135,9 +135,7 @@ class Netlink:
         `peer_netns_fd`."""
         peer_info = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
         peer_info += _name(peer) + _attr(IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd))
-        linkinfo = _attr(IFLA_INFO_KIND, b"veth\0") + _attr(
-            IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer_info)
-        )
+        linkinfo = _attr(IFLA_INFO_KIND, b"veth\0") + _attr(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer_info))
         body = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _name(name)
         body += _attr(IFLA_LINKINFO, linkinfo)
         self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)

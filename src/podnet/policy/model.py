@@ -247,7 +247,9 @@ def selects(policy: Policy, pod: Pod) -> bool:
     return pod.namespace == policy.namespace and policy.pod_selector.matches(pod.labels)
 
 
-def peer_matches_pod(peer: Peer, policy_ns: str, pod: Pod, ns_labels: Mapping[str, Mapping[str, str]]) -> bool:
+def peer_matches_pod(
+    peer: Peer, policy_ns: str, pod: Pod, ns_labels: Mapping[str, Mapping[str, str]]
+) -> bool:
     """Whether `peer` (of a policy in `policy_ns`) picks `pod` by selectors or
     by address."""
     if peer.ip_block is not None:
@@ -362,8 +364,10 @@ class Verdict:
                 continue
             label = f"{d.direction}:".ljust(8)
             if not d.applies:
-                lines.append(f"  {label} allowed: no policy selecting {who.pod.key if who.pod else who} "
-                             f"has {d.direction.capitalize()} in policyTypes")
+                lines.append(
+                    f"  {label} allowed: no policy selecting {who.pod.key if who.pod else who} "
+                    f"has {d.direction.capitalize()} in policyTypes"
+                )
             elif d.allowed_by is not None:
                 m = d.allowed_by
                 lines.append(

@@ -1,4 +1,4 @@
-"""The NetworkPolicy nftables table of one node, pure: `compile` turns the
+"""The NetworkPolicy nftables table of one node, pure: `compile_ruleset` turns the
 cluster's policies, pods and namespaces into a `Ruleset` (plain data: sets
 with their elements, chains with their rules, the two dispatch maps), `full`
 renders a Ruleset as one transaction that replaces the table, and `delta`
@@ -50,12 +50,11 @@ from podnet.policy.model import (
     EGRESS,
     INGRESS,
     Peer,
-    Policy,
     Pod,
+    Policy,
     PortMatch,
     Rule,
     port_matches,
-    selects,
 )
 
 TABLE = "podnet-policy"
@@ -203,7 +202,9 @@ class Index:
     def peer_pods(self, policy: Policy, peer: Peer) -> list[Pod]:
         if peer.ip_block is not None:
             return [p for p in self.pods.values() if peer.ip_block.contains(p.ip)]
-        return [self.pods[k] for k in self.members((policy.namespace, peer.pod_selector, peer.namespace_selector))]
+        return [
+            self.pods[k] for k in self.members((policy.namespace, peer.pod_selector, peer.namespace_selector))
+        ]
 
 
 def _selector_keys(policy: Policy) -> Iterable[SelKey]:
@@ -278,7 +279,7 @@ def _peer_elements(index: Index, policy: Policy, rule: Rule) -> set[str]:
     ranges, collapsed, and the /32 of every pod its selectors pick that no
     range already covers (an interval set refuses overlaps)."""
     blocks = [b for p in rule.peers if p.ip_block is not None for b in p.ip_block.ranges() if b.version == 4]
-    ranges = list(ipaddress.collapse_addresses(blocks))  # type: ignore[arg-type]
+    ranges = list(ipaddress.collapse_addresses(blocks))
     out = {str(r) if r.prefixlen < 32 else str(r.network_address) for r in ranges}
     for peer in rule.peers:
         if peer.ip_block is not None:
@@ -309,20 +310,22 @@ def _compile_policy(
     rules: list[NftRule] = []
     for i, rule in enumerate(policy.rules(direction) or ()):
         base = f"{name}/{i}"
+        numeric = _port_elements(rule.ports)
+        has_named = any(isinstance(pm.port, str) for pm in rule.ports)
         peers = None
-        if rule.peers:
+        # Egress rules with only named ports list their peers in the named set.
+        if rule.peers and (not rule.ports or numeric or direction == INGRESS):
             peers = f"{base}/peers"
             out.sets[peers] = NftSet(ADDR_SET, True, frozenset(_peer_elements(index, policy, rule)))
         comment = f"{policy.key} {direction}[{i}]"
         if not rule.ports:
             rules.append(NftRule(peers=peers, comment=comment))
             continue
-        numeric = _port_elements(rule.ports)
         if numeric:
             ports = f"{base}/ports"
             out.sets[ports] = NftSet(PORT_SET, True, frozenset(numeric))
             rules.append(NftRule(peers=peers, ports=ports, comment=comment))
-        if any(isinstance(pm.port, str) for pm in rule.ports):
+        if has_named:
             named = f"{base}/named"
             if direction == INGRESS:
                 # The destination is the isolated pod itself: its own numbers.
@@ -339,7 +342,7 @@ def _compile_policy(
     return name
 
 
-def compile(index: Index, node: str) -> Ruleset:  # noqa: A001 - the verb is the point
+def compile_ruleset(index: Index, node: str) -> Ruleset:
     """The ruleset of node `node`: its pods, isolated by the policies that
     select them, against peers anywhere in the cluster."""
     out = Ruleset()
@@ -471,15 +474,17 @@ def delta(old: Ruleset, new: Ruleset) -> str:
         out.append(_policy_chain(name, new.policy_chains[name]))
     for name in sorted(set(new.set_chains) - set(old.set_chains)):
         out.append(_set_chain(name, new.set_chains[name]))
-    for map_name, before, after in (
+    for map_name, was, now in (
         ("egress_pods", old.egress_pods, new.egress_pods),
         ("ingress_pods", old.ingress_pods, new.ingress_pods),
     ):
-        gone = {ip: c for ip, c in before.items() if after.get(ip) != c}
-        came = {ip: c for ip, c in after.items() if before.get(ip) != c}
+        gone = {ip: c for ip, c in was.items() if now.get(ip) != c}
+        came = {ip: c for ip, c in now.items() if was.get(ip) != c}
         out.append(_map_elements("delete", map_name, gone, keys_only=True))
         out.append(_map_elements("add", map_name, came))
-    out.append(_elements("delete", "self", (f"{ip} . {ip}" for ip in old.local_isolated - new.local_isolated)))
+    out.append(
+        _elements("delete", "self", (f"{ip} . {ip}" for ip in old.local_isolated - new.local_isolated))
+    )
     out.append(_elements("add", "self", (f"{ip} . {ip}" for ip in new.local_isolated - old.local_isolated)))
     for name in sorted(set(old.set_chains) - set(new.set_chains)):
         out.append(f"delete chain {FAMILY} {TABLE} {name}\n")

@@ -206,8 +206,9 @@ class ServiceProxy:
         self.nft.run(text)
         old = self.programmed
         self.programmed = {k: v for k, v in programmed.items() if v}
-        self.endpoint_refs = Counter(ip for ports in self.programmed.values() for sp in ports.values()
-                                     for ip, _ in sp.endpoints)
+        self.endpoint_refs = Counter(
+            ip for ports in self.programmed.values() for sp in ports.values() for ip, _ in sp.endpoints
+        )
         self.chains = set(range(1, render.chain_capacity(merged) + 1))
         self.needs_full = False
         self._clear_udp(old, self.programmed)
@@ -303,8 +304,19 @@ class ServiceProxy:
                 gone = {ip for ip, _ in before[pk].endpoints} if pk in before else set()
                 kept = {ip for ip, _ in after[pk].endpoints} if pk in after else set()
                 for ip in sorted(gone - kept):
-                    self._conntrack(["-D", "-p", "udp", "--orig-dst", pk.ip, "--orig-port-dst", str(pk.port),
-                                     "--reply-src", ip])
+                    self._conntrack(
+                        [
+                            "-D",
+                            "-p",
+                            "udp",
+                            "--orig-dst",
+                            pk.ip,
+                            "--orig-port-dst",
+                            str(pk.port),
+                            "--reply-src",
+                            ip,
+                        ]
+                    )
                 if pk in after and after[pk].endpoints and (pk not in before or not before[pk].endpoints):
                     self._conntrack(["-D", "-p", "udp", "--orig-dst", pk.ip, "--orig-port-dst", str(pk.port)])
 

@@ -42,7 +42,7 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -104,10 +104,9 @@ class HealthServers:
                     ns, name, count = self.services.get(port, ("", "", 0))
                 return service_health(ns, name, count)
 
-            try:
+            # A port taken by something else on the node: the cloud sees it failing.
+            with contextlib.suppress(OSError):
                 self._open(port, answer)
-            except OSError:
-                pass  # taken by something else on the node; the cloud will see it failing
 
     def stop(self) -> None:
         for server in self.servers.values():

@@ -113,7 +113,9 @@ def service_ports(service: Obj, slices: Iterable[Obj], node: str | None = None) 
     cluster_ips = [ip for ip in spec.get("clusterIPs") or [spec["clusterIP"]] if ":" not in ip]
     external_ips = list(spec.get("externalIPs") or [])
     external_ips += [
-        i["ip"] for i in (service.get("status", {}).get("loadBalancer", {}).get("ingress") or []) if i.get("ip")
+        i["ip"]
+        for i in (service.get("status", {}).get("loadBalancer", {}).get("ingress") or [])
+        if i.get("ip")
     ]
     external_ips = [ip for ip in dict.fromkeys(external_ips) if ":" not in ip]
     affinity = 0
@@ -132,16 +134,24 @@ def service_ports(service: Obj, slices: Iterable[Obj], node: str | None = None) 
         label = f"{ns}/{name}:{p.get('name') or p['port']}"
         empty = "reject" if not everywhere else "drop"
 
-        def port(key: PortKey, kind: str, local: bool, *, label: str = label, empty: str = empty,
-                 everywhere: tuple[tuple[str, int], ...] = everywhere,
-                 here: tuple[tuple[str, int], ...] = here) -> None:
+        def port(
+            key: PortKey,
+            kind: str,
+            local: bool,
+            *,
+            label: str = label,
+            empty: str = empty,
+            everywhere: tuple[tuple[str, int], ...] = everywhere,
+            here: tuple[tuple[str, int], ...] = here,
+        ) -> None:
+            chosen = here if local else everywhere
             out[key] = ServicePort(
                 label,
                 key,
-                here if local else everywhere,
+                chosen,
                 kind=kind,
                 masquerade=kind != CLUSTER and not local,
-                when_empty=empty,
+                when_empty=empty if not chosen else "reject",  # only read when there are none
                 affinity=affinity,
             )
 

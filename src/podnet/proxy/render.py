@@ -253,8 +253,14 @@ table {FAMILY} {TABLE} {{
     for sp in sorted(state.values(), key=lambda s: s.key):
         for name, els in _elements(sp).items():
             elements.setdefault(name, []).extend(els)
-    for name in ("backends", "nodeport_backends", "service_ips", "service_nodeports", "no_endpoint_services",
-                 "no_endpoint_nodeports"):
+    for name in (
+        "backends",
+        "nodeport_backends",
+        "service_ips",
+        "service_nodeports",
+        "no_endpoint_services",
+        "no_endpoint_nodeports",
+    ):
         text += _add(name, elements.get(name, []))
     return text + _add("hairpin", hairpin_elements(endpoint_ips(state)))
 
@@ -305,8 +311,12 @@ def delta(
         if after is not None:
             for name, els in _elements(after).items():
                 adds.setdefault(name, []).extend(els)
-        old_sets, old_chains = _affinity_objects(before) if before and before.affinity and before.endpoints else ([], {})
-        new_sets, new_chains = _affinity_objects(after) if after and after.affinity and after.endpoints else ([], {})
+        old_sets, old_chains = (
+            _affinity_objects(before) if before and before.affinity and before.endpoints else ([], {})
+        )
+        new_sets, new_chains = (
+            _affinity_objects(after) if after and after.affinity and after.endpoints else ([], {})
+        )
         for name in new_sets:
             affinity_setup.append(f"add set {FAMILY} {TABLE} {name} {_set_def(after.affinity)}\n")  # type: ignore[union-attr]
         for name, rules in new_chains.items():
@@ -319,8 +329,14 @@ def delta(
         affinity_cleanup += [f"flush chain {FAMILY} {TABLE} {c}\n" for c in gone_chains]
         affinity_cleanup += [f"delete chain {FAMILY} {TABLE} {c}\n" for c in gone_chains]
         affinity_cleanup += [f"delete set {FAMILY} {TABLE} {s}\n" for s in old_sets if s not in new_sets]
-    order = ("service_ips", "service_nodeports", "no_endpoint_services", "no_endpoint_nodeports", "backends",
-             "nodeport_backends")
+    order = (
+        "service_ips",
+        "service_nodeports",
+        "no_endpoint_services",
+        "no_endpoint_nodeports",
+        "backends",
+        "nodeport_backends",
+    )
     out = [_delete(name, deletes.get(name, [])) for name in order]
     out.append(_delete("hairpin", hairpin_elements(hairpin_remove)))
     out += affinity_setup

@@ -30,6 +30,9 @@ SERVER_FILLED_SPEC = {
 }
 # Kinds whose status is written only through the status subresource.
 HAS_STATUS = {"Pod", "Service", "Deployment", "Node", "Namespace"}
+# Kinds whose status a create ignores, as the API server's PrepareForCreate
+# does (a Node's kubelet and the namespace bootstrap do create with status).
+STATUS_RESET_ON_CREATE = {"Pod", "Service", "Deployment"}
 
 
 def _random_suffix(n: int = 5) -> str:
@@ -84,6 +87,8 @@ class Registry:
             "generation",
         ):
             meta.pop(server_owned, None)
+        if kind.kind in STATUS_RESET_ON_CREATE:
+            obj.pop("status", None)  # a copied manifest's status (podIP, phase) means nothing here
         obj = apply_defaults(obj)
         validate(obj)
         with self._alloc_lock:  # allocation and create are one step
@@ -221,8 +226,13 @@ class Registry:
         def take(asked: int | None, field: str) -> int | None:
             if asked:
                 if not lo <= asked <= hi:
-                    problems.append((field, f"Invalid value: {asked}: provided port is not in the valid range. "
-                                            f"The range of valid ports is {lo}-{hi}"))
+                    problems.append(
+                        (
+                            field,
+                            f"Invalid value: {asked}: provided port is not in the valid range. "
+                            f"The range of valid ports is {lo}-{hi}",
+                        )
+                    )
                     return None
                 if asked in used:
                     problems.append((field, f"Invalid value: {asked}: provided port is already allocated"))
@@ -242,8 +252,16 @@ class Registry:
                 p.pop("nodePort", None)
             elif wants_ports or p.get("nodePort"):
                 # Two ports with the same number (TCP and UDP) may share one nodePort.
-                same = [q.get("nodePort") for q in spec["ports"][:i] if q["port"] == p["port"] and q.get("nodePort")]
-                p["nodePort"] = same[0] if same and not p.get("nodePort") else take(p.get("nodePort"), f"spec.ports[{i}].nodePort")
+                same = [
+                    q.get("nodePort")
+                    for q in spec["ports"][:i]
+                    if q["port"] == p["port"] and q.get("nodePort")
+                ]
+                p["nodePort"] = (
+                    same[0]
+                    if same and not p.get("nodePort")
+                    else take(p.get("nodePort"), f"spec.ports[{i}].nodePort")
+                )
         if kind == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local":
             spec["healthCheckNodePort"] = take(spec.get("healthCheckNodePort"), "spec.healthCheckNodePort")
         else:
