@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import platform
 import signal
+import socket
 import threading
 from typing import Any
 
@@ -19,6 +21,7 @@ from podnet.api.errors import AlreadyExists
 from podnet.config import ClusterConfig, load
 from podnet.controllers.endpointslice_controller import EndpointSliceController
 from podnet.controllers.manager import ControllerManager
+from podnet.controllers.nodelifecycle import NodeLifecycleController
 from podnet.lab import netns, network, topology
 from podnet.lab.cloud import CloudController
 from podnet.lab.kubelet import Kubelet
@@ -34,6 +37,7 @@ log = logging.getLogger("podnet")
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 INTERNET_PORTS = [(80, "TCP"), (80, "UDP"), (8080, "TCP"), (8080, "UDP")]
 STATE_FILE = "state.json"
+CONTROL_PLANE_PORT = 6443  # where nodes reach the API, on the router
 
 
 def node_object(cfg: ClusterConfig, node: topology.NodePlan) -> dict[str, Any]:
@@ -110,13 +114,22 @@ class ControlPlane:
         self.registry = Registry(self.store, cfg)
         self.responder = Responder()
         self.http: APIHTTPServer | None = None
+        self.node_http: APIHTTPServer | None = None
+        self.node_lifecycle = NodeLifecycleController(self.registry, cfg.node_grace_period)
         self.controllers = ControllerManager(self.registry)
         self.endpointslices = EndpointSliceController(self.registry)
         self.proxies: list[ServiceProxy] = []
         self.policy_agents: list[PolicyAgent] = []
         self.cloud: CloudController | None = None
         self.kubelets = [
-            Kubelet(self.registry, cfg.name, n, self.responder, os.path.join(cfg.state_dir, "pods"))
+            Kubelet(
+                self.registry,
+                cfg.name,
+                n,
+                self.responder,
+                os.path.join(cfg.state_dir, "pods"),
+                api_endpoint=(self.plan.router_ip, CONTROL_PLANE_PORT),
+            )
             for n in self.plan.nodes
         ]
         self.done = threading.Event()
@@ -133,10 +146,17 @@ class ControlPlane:
         self.responder.add_pod("internet", "internet", self.plan.internet_netns, INTERNET_PORTS)
         bootstrap(self.registry, self.cfg, self.plan)
         proxy_cfg = ProxyConfig(cluster_cidr=self.cfg.cluster_cidr, egress_interface="eth0")
-        self.proxies = [ServiceProxy(self.store, n.name, n.netns, proxy_cfg) for n in self.plan.nodes]
+        self.proxies = [
+            ServiceProxy(self.store, n.name, n.netns, dataclasses.replace(proxy_cfg, pod_cidr=n.pod_cidr))
+            for n in self.plan.nodes
+        ]
         self.policy_agents = [PolicyAgent(self.store, n.name, n.netns) for n in self.plan.nodes]
         self.http = APIHTTPServer(("127.0.0.1", 0), self.registry, metrics=self.metrics)
         threading.Thread(target=self.http.serve_forever, name="apiserver", daemon=True).start()
+        # The same API where nodes reach it: on the router, over the lab network.
+        self.node_http = APIHTTPServer(("", 0), self.registry, sock=self._listen_in_router())
+        threading.Thread(target=self.node_http.serve_forever, name="apiserver-nodes", daemon=True).start()
+        self.node_lifecycle.start()
         self.controllers.start()
         self.endpointslices.start()
         for proxy in self.proxies:
@@ -154,6 +174,14 @@ class ControlPlane:
             json.dump(state, f)
         os.replace(tmp, os.path.join(self.cfg.state_dir, STATE_FILE))
         log.info("control plane serving on %s:%s", host, port)
+
+    def _listen_in_router(self) -> socket.socket:
+        with netns.entered(self.plan.router_netns):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.plan.router_ip, CONTROL_PLANE_PORT))
+        sock.listen(128)
+        return sock
 
     def metrics(self) -> str:
         """Prometheus text: the node agents' figures, as kube-proxy names them."""
@@ -185,6 +213,9 @@ class ControlPlane:
     def stop(self) -> None:
         if self.http:
             self.http.shutdown()
+        if self.node_http:
+            self.node_http.shutdown()
+        self.node_lifecycle.shutdown()
         self.controllers.shutdown()
         self.endpointslices.shutdown()
         if self.cloud:

@@ -28,7 +28,14 @@ from podnet.lab import network, probe
 
 Obj = dict[str, Any]
 # Namespaces before what lives in them, as kubectl's apply order does.
-APPLY_ORDER = {"Namespace": 0, "NetworkPolicy": 1, "Service": 1, "EndpointSlice": 2, "Deployment": 3, "Pod": 4}
+APPLY_ORDER = {
+    "Namespace": 0,
+    "NetworkPolicy": 1,
+    "Service": 1,
+    "EndpointSlice": 2,
+    "Deployment": 3,
+    "Pod": 4,
+}
 
 
 def out(text: str) -> None:
@@ -51,7 +58,12 @@ def require_root() -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     require_root()
     try:
-        cfg = load(args.config, name=cluster_name(args.name), nodes=args.nodes)
+        cfg = load(
+            args.config,
+            name=cluster_name(args.name),
+            nodes=args.nodes,
+            node_grace_period=args.node_grace_period,
+        )
     except (ConfigError, OSError, TypeError) as exc:
         raise CLIError(f"invalid cluster configuration: {exc}") from None
     state = read_state(cfg.name)
@@ -482,6 +494,25 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_node(args: argparse.Namespace) -> int:
+    """`podnet node stop|start NODE`: a node off the network and back."""
+    require_root()
+    c = find(args.name)
+    node = args.node.split("/", 1)[-1]
+    try:
+        plan = c.plan.node(node)
+    except KeyError:
+        raise CLIError(f'nodes "{node}" not found') from None
+    network.set_node_link(c.plan, plan, up=args.action == "start")
+    if args.action == "stop":
+        out(
+            f"node/{node} is off the network; it turns NotReady after {c.config.node_grace_period:g}s without a heartbeat"
+        )
+    else:
+        out(f"node/{node} is back on the network")
+    return 0
+
+
 # -- wiring ---------------------------------------------------------------------
 
 
@@ -501,6 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = cmd("up", cmd_up, "create a lab cluster and start its control plane")
     up.add_argument("--nodes", type=int)
     up.add_argument("--config", help="YAML file of cluster settings")
+    up.add_argument(
+        "--node-grace-period", type=float, help="seconds without heartbeat before a node is NotReady"
+    )
     cmd("down", cmd_down, "remove a lab cluster: every namespace, link and process")
     cmd("status", cmd_status, "nodes, addresses and control-plane health")
 
@@ -544,6 +578,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--count", type=int, default=1)
     pr.add_argument("--timeout", type=float, default=2.0)
     pr.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    no = cmd("node", cmd_node, "take a node off the network (stop) and back (start), as a crash would")
+    no.add_argument("action", choices=["stop", "start"])
+    no.add_argument("node", help="NODE or node/NAME")
+
     ru = cmd("rules", cmd_rules, "print a node's programmed nftables table (the service proxy's)")
     ru.add_argument("node", help="NODE or node/NAME")
     ru.add_argument("--table", default="podnet")

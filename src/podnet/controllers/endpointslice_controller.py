@@ -33,8 +33,15 @@ def format_trigger_time(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_trigger_time(text: str) -> float:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+def parse_trigger_time(text: str) -> float | None:
+    """An RFC 3339 time with any fraction (the API server writes
+    nanoseconds, podnet microseconds, some none); None when unreadable."""
+    head, _, tail = text.rstrip("Z").partition(".")
+    try:
+        base = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC).timestamp()
+        return base + (float("0." + tail) if tail.isdigit() else 0.0)
+    except ValueError:
+        return None
 
 
 class EndpointSliceController:
@@ -112,8 +119,10 @@ class EndpointSliceController:
         return self.reg.store.list(
             "EndpointSlice",
             ns,
-            lambda s: (s["metadata"].get("labels") or {}).get(SERVICE_NAME_LABEL) == name
-            and (s["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY,
+            lambda s: (
+                (s["metadata"].get("labels") or {}).get(SERVICE_NAME_LABEL) == name
+                and (s["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) == MANAGED_BY
+            ),
         )[0]
 
     def _delete_slices(self, ns: str, name: str) -> None:
@@ -155,7 +164,9 @@ class EndpointSliceController:
             with contextlib.suppress(NotFound):
                 self.reg.store.delete("EndpointSlice", ns, stale)
         backing = {ep["targetRef"]["name"] for s in want for ep in s["endpoints"]}
-        for key in [k for k, v in self.pod_services.items() if k[0] == ns and name in v and k[1] not in backing]:
+        for key in [
+            k for k, v in self.pod_services.items() if k[0] == ns and name in v and k[1] not in backing
+        ]:
             self.pod_services[key].discard(name)
         for pod in backing:
             self.pod_services.setdefault((ns, pod), set()).add(name)

@@ -7,9 +7,12 @@ down when they are deleted."""
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import logging
 import os
 import queue
+import socket
 import subprocess
 import threading
 import time
@@ -28,6 +31,17 @@ from podnet.store.store import now_rfc3339
 log = logging.getLogger("podnet.kubelet")
 Obj = dict[str, Any]
 COMMAND_ANNOTATION = "podnet.io/command"
+HEARTBEAT_INTERVAL = 1.0
+HEARTBEAT_TIMEOUT = 0.5
+
+
+def _pre_stop(pod: Obj) -> list[Obj]:
+    """The preStop hooks of a pod's containers (exec, httpGet, sleep)."""
+    return [
+        c["lifecycle"]["preStop"]
+        for c in pod.get("spec", {}).get("containers", [])
+        if (c.get("lifecycle") or {}).get("preStop")
+    ]
 
 
 @dataclass
@@ -60,9 +74,20 @@ class LocalPod:
 
 class Kubelet:
     def __init__(
-        self, registry: Registry, cluster: str, node: NodePlan, responder: Responder, log_dir: str
+        self,
+        registry: Registry,
+        cluster: str,
+        node: NodePlan,
+        responder: Responder,
+        log_dir: str,
+        api_endpoint: tuple[str, int] | None = None,
     ) -> None:
         self.reg = registry
+        # The control plane as the node reaches it over the lab network:
+        # heartbeats go there, so a node taken off the network stops them.
+        self.api_endpoint = api_endpoint
+        self.connected = True
+        self.terminating: set[str] = set()
         self.cluster = cluster
         self.node = node
         self.responder = responder
@@ -77,6 +102,7 @@ class Kubelet:
             threading.Thread(target=self._watch, name=f"kubelet-watch-{node.name}", daemon=True),
             threading.Thread(target=self._work, name=f"kubelet-{node.name}", daemon=True),
             threading.Thread(target=self._probe_loop, name=f"kubelet-probes-{node.name}", daemon=True),
+            threading.Thread(target=self._heartbeat_loop, name=f"kubelet-heartbeat-{node.name}", daemon=True),
         ]
 
     def start(self) -> None:
@@ -146,10 +172,17 @@ class Kubelet:
         if pod is None or not self._mine(pod):
             return
         if pod["metadata"].get("deletionTimestamp"):
+            if local and _pre_stop(pod) and key not in self.terminating:
+                # Graceful: the pod keeps serving its open connections while
+                # its preStop hook runs, bounded by the grace period.
+                self.terminating.add(key)
+                threading.Thread(target=self._terminate, args=(pod, local), daemon=True).start()
+                return
+            if key in self.terminating:
+                return
             if local:
                 self._teardown(local)
-            with contextlib.suppress(NotFound):
-                self.reg.store.delete("Pod", ns, name, uid=pod["metadata"]["uid"])
+            self._finalize(pod)
             return
         if local is None and pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
             return
@@ -242,6 +275,44 @@ class Kubelet:
         )
         logf.close()
 
+    def _terminate(self, pod: Obj, local: LocalPod) -> None:
+        grace = float(pod["metadata"].get("deletionGracePeriodSeconds", 30))
+        deadline = time.monotonic() + grace
+        try:
+            for hook in _pre_stop(pod):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                if "sleep" in hook:
+                    self.stop.wait(min(left, float(hook["sleep"].get("seconds", 0))))
+                elif "exec" in hook:
+                    readiness.exec_command(local.netns, list(hook["exec"].get("command", [])), left)
+                elif "httpGet" in hook:
+                    h = hook["httpGet"]
+                    port = h.get("port")
+                    port = (
+                        local.ports.get(port, 0)
+                        if isinstance(port, str) and not port.isdigit()
+                        else int(port or 0)
+                    )
+                    readiness.http_get(
+                        self.node.netns, h.get("host") or local.ip, port, h.get("path", "/"), left
+                    )
+        finally:
+            if self.pods.get(local.key) is local:
+                self._teardown(local)
+            self._finalize(pod)
+            self.terminating.discard(local.key)
+
+    def _finalize(self, pod: Obj) -> None:
+        """The kubelet's last word on a deleted pod: remove the object."""
+        if not self.connected:
+            return  # the API is out of reach; the next resync after reconnecting does it
+        with contextlib.suppress(NotFound):
+            self.reg.store.delete(
+                "Pod", pod["metadata"]["namespace"], pod["metadata"]["name"], uid=pod["metadata"]["uid"]
+            )
+
     def _teardown(self, local: LocalPod) -> None:
         with self.lock:
             self.pods.pop(local.key, None)
@@ -255,8 +326,8 @@ class Kubelet:
     def _report(self, key: str) -> None:
         """Write the pod's status from what the kubelet knows."""
         local = self.pods.get(key)
-        if local is None:
-            return
+        if local is None or not self.connected:
+            return  # off the network, the kubelet cannot tell the API anything
         ns, name = key.split("/", 1)
         for _ in range(5):
             try:
@@ -402,6 +473,64 @@ class Kubelet:
         if "tcpSocket" in probe:
             return readiness.tcp_socket(self.node.netns, host, port, timeout)
         return False
+
+    # -- heartbeats -------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        while not self.stop.wait(HEARTBEAT_INTERVAL):
+            if self.api_endpoint is None:
+                continue
+            ok = self._heartbeat()
+            if ok and not self.connected:
+                log.info("node %s: back in touch with the control plane", self.node.name)
+                self.connected = True
+                self._resync()
+                for key in list(self.pods):
+                    self._report(key)
+            elif not ok and self.connected:
+                log.warning("node %s: cannot reach the control plane", self.node.name)
+                self.connected = False
+
+    def _heartbeat(self) -> bool:
+        """Post the node's Ready condition to the control plane, over the
+        lab network from the node's namespace, as a kubelet does."""
+        assert self.api_endpoint is not None
+        host, port = self.api_endpoint
+        try:
+            node = self.reg.store.get("Node", "", self.node.name)
+        except NotFound:
+            return False
+        now = now_rfc3339()
+        ready = {
+            "type": "Ready",
+            "status": "True",
+            "reason": "KubeletReady",
+            "message": "kubelet is posting ready status",
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+        }
+        for c in node.get("status", {}).get("conditions", []):
+            if c.get("type") == "Ready" and c.get("status") == "True":
+                ready["lastTransitionTime"] = c.get("lastTransitionTime", now)
+        body = json.dumps({"status": {"conditions": [ready]}}).encode()
+        try:
+            with netns.entered(self.node.netns):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.settimeout(HEARTBEAT_TIMEOUT)
+            sock.connect((host, port))
+            conn = http.client.HTTPConnection(host, port, timeout=HEARTBEAT_TIMEOUT)
+            conn.sock = sock
+            conn.request(
+                "PATCH",
+                f"/api/v1/nodes/{self.node.name}/status",
+                body=body,
+                headers={"Content-Type": "application/merge-patch+json"},
+            )
+            ok = conn.getresponse().status == 200
+            conn.close()
+            return ok
+        except OSError:
+            return False
 
     # -- for the daemon ---------------------------------------------------------
 

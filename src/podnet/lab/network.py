@@ -138,6 +138,13 @@ def remove_pod(node: NodePlan, pod_ns: str, host_if: str) -> None:
     netns.delete(pod_ns)
 
 
+def set_node_link(p: LabPlan, node: NodePlan, up: bool) -> None:
+    """Take a node off the fabric (its switch port down) or back, as a
+    crash or a cut cable would: nothing reaches it, nothing leaves it."""
+    with rtnl(p.fabric_netns) as ipr:
+        ipr.link("set", index=_index(ipr, node.fabric_port), state="up" if up else "down")
+
+
 def kill_processes(ns: str, grace: float = 2.0) -> None:
     """End every process living in namespace `ns`: TERM, then KILL."""
     pids = netns.pids(ns)

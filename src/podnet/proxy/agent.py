@@ -186,7 +186,7 @@ class ServiceProxy:
                     self.slices.setdefault(owner, {})[name] = ev.object
                 dirty.add(owner)
                 stamp = (ev.object["metadata"].get("annotations") or {}).get(TRIGGER_TIME)
-                at = parse_trigger_time(stamp) if stamp else ev.at
+                at = (parse_trigger_time(stamp) if stamp else None) or ev.at
                 triggers[owner] = max(triggers.get(owner, 0.0), at)
         return dirty, triggers
 
@@ -198,7 +198,7 @@ class ServiceProxy:
 
     # -- syncs -----------------------------------------------------------------
 
-    def _sync_full(self) -> None:
+    def _sync_full(self, triggers: dict[SvcKey, float] | None = None) -> None:
         start = time.monotonic()
         programmed = {key: self._state_of(key) for key in self.services}
         merged = {pk: sp for ports in programmed.values() for pk, sp in ports.items()}
@@ -215,7 +215,7 @@ class ServiceProxy:
         self.last_transaction = text
         self.health_ports.clear()
         self._update_health(self.services)
-        self._done(start, {})
+        self._done(start, triggers or {})
 
     def _sync_services(self, dirty: set[SvcKey], triggers: dict[SvcKey, float]) -> None:
         start = time.monotonic()
@@ -233,23 +233,33 @@ class ServiceProxy:
         if not changes:
             self._update_health(dirty)
             return
-        refs = self.endpoint_refs.copy()
+        # Reference counts of the endpoint addresses this change touches only.
+        step: Counter[str] = Counter()
         for sp in old_all.values():
             for ip, _ in sp.endpoints:
-                refs[ip] -= 1
+                step[ip] -= 1
         for sp in new_all.values():
             for ip, _ in sp.endpoints:
-                refs[ip] += 1
-        touched = {ip for sp in (*old_all.values(), *new_all.values()) for ip, _ in sp.endpoints}
-        hairpin_add = [ip for ip in touched if refs[ip] > 0 and self.endpoint_refs[ip] <= 0]
-        hairpin_remove = [ip for ip in touched if refs[ip] <= 0 and self.endpoint_refs[ip] > 0]
+                step[ip] += 1
+        counts = {ip: self.endpoint_refs.get(ip, 0) + d for ip, d in step.items() if d}
+        local = self.cfg.local_endpoint
+        hairpin_add = [
+            ip for ip, n in counts.items() if n > 0 and self.endpoint_refs.get(ip, 0) <= 0 and local(ip)
+        ]
+        hairpin_remove = [
+            ip for ip, n in counts.items() if n <= 0 and self.endpoint_refs.get(ip, 0) > 0 and local(ip)
+        ]
         try:
             text = render.delta(old_all, new_all, self.chains, hairpin_add, hairpin_remove)
         except render.NeedsFullSync:
-            self._sync_full()
+            self._sync_full(triggers)
             return
         self.nft.run(text)
-        self.endpoint_refs = +refs  # drops zero counts
+        for ip, n in counts.items():
+            if n > 0:
+                self.endpoint_refs[ip] = n
+            else:
+                self.endpoint_refs.pop(ip, None)
         old_programmed = {k: self.programmed.get(k, {}) for k in changes}
         for key, after in changes.items():
             if after:

@@ -18,6 +18,7 @@ with the Services that use the feature.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -39,6 +40,12 @@ class ProxyConfig:
     # Masquerade pods' traffic that leaves the cluster through this interface
     # (the lab's nodes; on a real node the CNI usually does it): "" for none.
     egress_interface: str = "eth0"
+    # This node's pod CIDR: only its own pods can hairpin through it, so the
+    # hairpin set holds those endpoints alone. "": every endpoint.
+    pod_cidr: str = ""
+
+    def local_endpoint(self, ip: str) -> bool:
+        return not self.pod_cidr or ipaddress.ip_address(ip) in ipaddress.ip_network(self.pod_cidr)
 
 
 class NeedsFullSync(Exception):
@@ -108,8 +115,9 @@ def _elements(sp: ServicePort) -> dict[str, list[str]]:
     }
 
 
-def _element_keys(sp: ServicePort) -> dict[str, list[str]]:
-    return {m: [e.split(" : ")[0] for e in els] for m, els in _elements(sp).items()}
+def _by_key(elements: dict[str, list[str]]) -> dict[tuple[str, str], str]:
+    """{(map, key): element} of a frontend's elements."""
+    return {(m, e.split(" : ")[0]): e for m, els in elements.items() for e in els}
 
 
 def endpoint_ips(state: State) -> set[str]:
@@ -262,7 +270,9 @@ table {FAMILY} {TABLE} {{
         "no_endpoint_nodeports",
     ):
         text += _add(name, elements.get(name, []))
-    return text + _add("hairpin", hairpin_elements(endpoint_ips(state)))
+    return text + _add(
+        "hairpin", hairpin_elements(ip for ip in endpoint_ips(state) if cfg.local_endpoint(ip))
+    )
 
 
 def _add(name: str, elements: Iterable[str]) -> str:
@@ -305,12 +315,16 @@ def delta(
         before, after = old.get(key), new.get(key)
         if before == after:
             continue
-        if before is not None:
-            for name, keys in _element_keys(before).items():
-                deletes.setdefault(name, []).extend(keys)
-        if after is not None:
-            for name, els in _elements(after).items():
-                adds.setdefault(name, []).extend(els)
+        # Element by element: what stays the same is not touched (a
+        # transaction that rewrites a map element costs more as the map grows).
+        was = _by_key(_elements(before)) if before is not None else {}
+        now = _by_key(_elements(after)) if after is not None else {}
+        for (name, k), el in was.items():
+            if now.get((name, k)) != el:
+                deletes.setdefault(name, []).append(k)
+        for (name, k), el in now.items():
+            if was.get((name, k)) != el:
+                adds.setdefault(name, []).append(el)
         old_sets, old_chains = (
             _affinity_objects(before) if before and before.affinity and before.endpoints else ([], {})
         )

@@ -5,6 +5,7 @@ to loopback. Thin: every decision is in the Registry."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -256,9 +257,21 @@ class APIHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, address: tuple[str, int], registry: Registry, metrics: Callable[[], str] | None = None
+        self,
+        address: tuple[str, int],
+        registry: Registry,
+        metrics: Callable[[], str] | None = None,
+        sock: socket.socket | None = None,
     ) -> None:
-        super().__init__(address, Handler)
+        """Serve on `address`, or on `sock`: a listening socket made
+        elsewhere (inside the lab's router namespace, where nodes reach the
+        control plane over the lab network)."""
+        if sock is None:
+            super().__init__(address, Handler)
+        else:
+            super().__init__(sock.getsockname(), Handler, bind_and_activate=False)
+            self.socket.close()
+            self.socket = sock
         self.registry = registry
         self.metrics = metrics
         self.stopping = threading.Event()
