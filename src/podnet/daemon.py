@@ -211,6 +211,15 @@ class ControlPlane:
                 netns.delete(name)
 
     def stop(self) -> None:
+        # Every loop told to stop first, then woken from its wait on the
+        # store, so that the joins below are quick.
+        loops: list[Any] = [self.node_lifecycle, self.controllers, self.endpointslices, *self.proxies,
+                            *self.policy_agents, *self.kubelets]
+        if self.cloud:
+            loops.append(self.cloud)
+        for loop in loops:
+            loop.stop.set()
+        self.store.wake()
         if self.http:
             self.http.shutdown()
         if self.node_http:

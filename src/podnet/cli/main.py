@@ -516,6 +516,15 @@ def cmd_node(args: argparse.Namespace) -> int:
 # -- wiring ---------------------------------------------------------------------
 
 
+def _flag(text: str) -> bool:
+    """kubectl's boolean flags: --wait, --wait=true, --wait=false."""
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="podnet", description="A Kubernetes cluster's network on one machine.")
     p.add_argument("--name", help="cluster name (default: $PODNET_CLUSTER or podnet)")
@@ -553,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("names", nargs="*")
     d.add_argument("-f", "--filename", action="append")
     d.add_argument("--grace-period", type=int)
-    d.add_argument("--wait", action=argparse.BooleanOptionalAction, default=True)
+    d.add_argument("--wait", type=_flag, nargs="?", const=True, default=True, help="--wait=false returns at once")
     d.add_argument("--timeout", type=float, default=60.0)
 
     s = cmd("scale", cmd_scale, "set a Deployment's replicas", namespaced=True)

@@ -204,8 +204,12 @@ class Kubelet:
                 return
             self.last_ip = ip
         ns_name = pod_netns(self.cluster, meta["namespace"], meta["name"], meta["uid"])
-        if netns.exists(ns_name):
-            network.remove_pod(self.node, ns_name, host_veth(meta["uid"]))  # left by an earlier run
+        # A namespace left by an earlier run of the control plane: adopt it
+        # when it still holds the pod's address (open connections survive),
+        # else start afresh.
+        adopted = netns.exists(ns_name) and network.pod_address(ns_name) == ip
+        if netns.exists(ns_name) and not adopted:
+            network.remove_pod(self.node, ns_name, host_veth(meta["uid"]))
         local = LocalPod(
             key=key,
             uid=meta["uid"],
@@ -222,7 +226,8 @@ class Kubelet:
             started=now_rfc3339(),
         )
         try:
-            network.add_pod(self.node, ns_name, local.host_if, ip)
+            if not adopted:
+                network.add_pod(self.node, ns_name, local.host_if, ip)
         except Exception as exc:
             log.exception("pod %s: network setup failed", key)
             self._fail(pod, "FailedCreatePodSandBox", f"failed to set up the pod network: {exc}")

@@ -108,6 +108,9 @@ def add_pod(node: NodePlan, pod_ns: str, host_if: str, ip: str) -> None:
             with netns.entered(node.netns):
                 nl = Netlink()
             with nl:
+                # The same name may linger a moment from a pod namespace the
+                # kernel is still destroying (see remove_pod): take it away.
+                nl.link_del(host_if)
                 nl.veth(host_if, "eth0", fd)
                 idx = nl.link_index(host_if)
                 nl.link_up(idx)
@@ -136,6 +139,17 @@ def remove_pod(node: NodePlan, pod_ns: str, host_if: str) -> None:
     of waiting for the kernel (add_pod replaces a lingering route)."""
     kill_processes(pod_ns)
     netns.delete(pod_ns)
+
+
+def pod_address(pod_ns: str) -> str | None:
+    """The IPv4 address on a pod namespace's eth0, if any."""
+    try:
+        with rtnl(pod_ns) as ipr:
+            for msg in ipr.get_addr(family=2, label="eth0"):
+                return str(msg.get_attr("IFA_ADDRESS"))
+    except Exception:
+        return None
+    return None
 
 
 def set_node_link(p: LabPlan, node: NodePlan, up: bool) -> None:

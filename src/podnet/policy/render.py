@@ -39,9 +39,11 @@ ones are deleted in the same transaction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -285,10 +287,16 @@ def _peer_elements(index: Index, policy: Policy, rule: Rule) -> set[str]:
         if peer.ip_block is not None:
             continue
         for pod in index.peer_pods(policy, peer):
-            addr = ipaddress.ip_address(pod.ip)
-            if addr.version == 4 and not any(addr in r for r in ranges):
+            if ":" in pod.ip:
+                continue  # IPv6: the ip6 table's business
+            if not ranges or not any(_address(pod.ip) in r for r in ranges):
                 out.add(pod.ip)
     return out
+
+
+@functools.lru_cache(maxsize=65536)
+def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(ip)
 
 
 def _egress_named_targets(index: Index, policy: Policy, rule: Rule) -> Iterable[Pod]:
@@ -389,11 +397,12 @@ def _elements(verb: str, name: str, elements: Iterable[str]) -> str:
 
 
 def _element_order(e: str) -> tuple[object, ...]:
-    head = e.split(" ", 1)[0]
+    """Addresses in numeric order (the kernel lists them so), then the rest."""
+    head = e.split(" ", 1)[0].split("/", 1)[0]
     try:
-        return (0, int(ipaddress.ip_network(head, strict=False).network_address), e)
-    except ValueError:
-        return (1, 0, e)
+        return (0, socket.inet_aton(head), e)
+    except OSError:
+        return (1, b"", e)
 
 
 def _policy_chain(name: str, chain: PolicyChain) -> str:

@@ -88,6 +88,7 @@ class Store:
         # Watches can resume from any version after this one.
         self._oldest_rv = self._rv
         self._events: deque[Event] = deque(maxlen=EVENT_HISTORY)
+        self._closing = False
 
     # -- reads -------------------------------------------------------------
 
@@ -202,7 +203,7 @@ class Store:
             if rv < self._oldest_rv:
                 raise Gone(f"too old resource version: {rv} ({self._oldest_rv})")
             if self._rv <= rv and timeout:
-                self._lock.wait_for(lambda: self._rv > rv, timeout)
+                self._lock.wait_for(lambda: self._rv > rv or self._closing, timeout)
             if self._rv <= rv:
                 return []
             # Events are in order; walk back from the newest.
@@ -228,6 +229,12 @@ class Store:
                 rv = ev.rv
                 if match(ev):
                     yield ev
+
+    def wake(self) -> None:
+        """Shutting down: every waiting watcher returns now, with nothing."""
+        with self._lock:
+            self._closing = True
+            self._lock.notify_all()
 
     def close(self) -> None:
         with self._lock:
