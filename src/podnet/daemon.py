@@ -19,10 +19,14 @@ from typing import Any
 from podnet import __version__
 from podnet.api.errors import AlreadyExists
 from podnet.config import ClusterConfig, load
+from podnet.agent.source import KubeSource, api_client
 from podnet.controllers.endpointslice_controller import EndpointSliceController
 from podnet.controllers.manager import ControllerManager
 from podnet.controllers.nodelifecycle import NodeLifecycleController
-from podnet.lab import netns, network, topology
+from podnet.dns import bootstrap as dns_bootstrap
+from podnet.dns.upstream import InternetResolver
+from podnet.ingress.controller import IngressController
+from podnet.lab import netns, network, podfiles, topology
 from podnet.lab.cloud import CloudController
 from podnet.lab.kubelet import Kubelet
 from podnet.lab.workload import Responder
@@ -119,8 +123,10 @@ class ControlPlane:
         self.controllers = ControllerManager(self.registry)
         self.endpointslices = EndpointSliceController(self.registry)
         self.proxies: list[ServiceProxy] = []
+        self.sources: list[KubeSource] = []
         self.policy_agents: list[PolicyAgent] = []
         self.cloud: CloudController | None = None
+        self.ingress = IngressController(self.registry, cfg.state_dir)
         self.kubelets = [
             Kubelet(
                 self.registry,
@@ -132,6 +138,7 @@ class ControlPlane:
             )
             for n in self.plan.nodes
         ]
+        self.internet_dns: InternetResolver | None = None
         self.done = threading.Event()
 
     def start(self) -> None:
@@ -144,15 +151,33 @@ class ControlPlane:
             self._remove_orphans()
         self.responder.start()
         self.responder.add_pod("internet", "internet", self.plan.internet_netns, INTERNET_PORTS)
+        self.internet_dns = InternetResolver(self.plan.internet_netns, self.plan.internet_ip)
+        self.internet_dns.start()
         bootstrap(self.registry, self.cfg, self.plan)
-        proxy_cfg = ProxyConfig(cluster_cidr=self.cfg.cluster_cidr, egress_interface="eth0")
-        self.proxies = [
-            ServiceProxy(self.store, n.name, n.netns, dataclasses.replace(proxy_cfg, pod_cidr=n.pod_cidr))
-            for n in self.plan.nodes
-        ]
-        self.policy_agents = [PolicyAgent(self.store, n.name, n.netns) for n in self.plan.nodes]
+        dns_bootstrap.ensure(self.registry, self.cfg, (self.plan.router_ip, CONTROL_PLANE_PORT))
+        self.ingress.bootstrap()  # the default IngressClass; the data plane comes on first use
         self.http = APIHTTPServer(("127.0.0.1", 0), self.registry, metrics=self.metrics)
         threading.Thread(target=self.http.serve_forever, name="apiserver", daemon=True).start()
+        # The node agents are Kubernetes clients, as on a real cluster (podnet
+        # agent): list-then-watch through the `kubernetes` library against
+        # this API, one cache per node shared by its proxy and policy parts.
+        api_url = f"http://127.0.0.1:{self.http.server_address[1]}"
+        self.sources = [
+            KubeSource(api_client(host=api_url), ["Service", "EndpointSlice", "NetworkPolicy", "Pod", "Namespace"])
+            for _ in self.plan.nodes
+        ]
+        for source in self.sources:
+            source.start()
+        proxy_cfg = ProxyConfig(cluster_cidr=self.cfg.cluster_cidr, egress_interface="eth0")
+        self.proxies = [
+            ServiceProxy(source, n.name, n.netns, dataclasses.replace(proxy_cfg, pod_cidr=n.pod_cidr))
+            for n, source in zip(self.plan.nodes, self.sources, strict=True)
+        ]
+        self.policy_agents = [
+            PolicyAgent(source, n.name, n.netns) for n, source in zip(self.plan.nodes, self.sources, strict=True)
+        ]
+        # No waiting for the first lists: each agent's first sync is empty and
+        # the lists arrive as ADDED events, programmed incrementally.
         # The same API where nodes reach it: on the router, over the lab network.
         self.node_http = APIHTTPServer(("", 0), self.registry, sock=self._listen_in_router())
         threading.Thread(target=self.node_http.serve_forever, name="apiserver-nodes", daemon=True).start()
@@ -165,6 +190,7 @@ class ControlPlane:
             agent.start()
         self.cloud = CloudController(self.registry, self.plan, self.cfg)
         self.cloud.start()
+        self.ingress.start()
         for kubelet in self.kubelets:
             kubelet.start()
         host, port = str(self.http.server_address[0]), int(self.http.server_address[1])
@@ -209,6 +235,7 @@ class ControlPlane:
             if name.startswith(pod_prefix) and name not in wanted:
                 network.kill_processes(name)
                 netns.delete(name)
+                podfiles.remove(name, os.path.join(self.cfg.state_dir, "pods"))
 
     def stop(self) -> None:
         # Every loop told to stop first, then woken from its wait on the
@@ -217,8 +244,11 @@ class ControlPlane:
                             *self.policy_agents, *self.kubelets]
         if self.cloud:
             loops.append(self.cloud)
+        loops.append(self.ingress)
         for loop in loops:
             loop.stop.set()
+        for source in self.sources:
+            source.stop()
         self.store.wake()
         if self.http:
             self.http.shutdown()
@@ -229,6 +259,7 @@ class ControlPlane:
         self.endpointslices.shutdown()
         if self.cloud:
             self.cloud.shutdown()
+        self.ingress.shutdown()
         for proxy in self.proxies:
             proxy.shutdown()
         for agent in self.policy_agents:
@@ -236,6 +267,8 @@ class ControlPlane:
         for kubelet in self.kubelets:
             kubelet.shutdown()
         self.responder.stop()
+        if self.internet_dns:
+            self.internet_dns.stop()
         self.store.close()
 
 

@@ -101,7 +101,7 @@ def expected_backends(state: State) -> dict[Any, Any]:
 
 def expected_service_ips(state: State) -> dict[Any, Any]:
     return {
-        (k.ip, k.protocol, k.port): f"goto {render.endpoints_chain(len(s.endpoints))}"
+        (k.ip, k.protocol, k.port): f"goto endpoints_{len(s.endpoints)}"
         for k, s in state.items()
         if s.endpoints
     }

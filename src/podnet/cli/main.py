@@ -19,12 +19,12 @@ from podnet.api.defaults import apply_defaults
 from podnet.api.errors import APIError, Invalid, NotFound
 from podnet.api.kinds import BY_KIND, Kind, for_object, lookup
 from podnet.api.validation import validate
+from podnet.cli import names, printers
 from podnet.cli import policy as policy_cli
-from podnet.cli import printers
 from podnet.cli.cluster import CLIError, Cluster, cluster_name, find, pid_alive, read_state
 from podnet.client import Unreachable
 from podnet.config import ConfigError, load
-from podnet.lab import network, probe
+from podnet.lab import network, podfiles, probe
 
 Obj = dict[str, Any]
 # Namespaces before what lives in them, as kubectl's apply order does.
@@ -32,6 +32,9 @@ APPLY_ORDER = {
     "Namespace": 0,
     "NetworkPolicy": 1,
     "Service": 1,
+    "IngressClass": 1,
+    "Secret": 1,
+    "Ingress": 2,
     "EndpointSlice": 2,
     "Deployment": 3,
     "Pod": 4,
@@ -139,6 +142,7 @@ def cmd_down(args: argparse.Namespace) -> int:
             if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
     removed = network.teardown(name)
+    podfiles.sweep(name)  # /etc/netns/ files of pods whose namespace was already gone
     cfg_dir = os.path.dirname(os.path.join(os.environ.get("PODNET_STATE_DIR", "/var/lib/podnet"), name, "x"))
     shutil.rmtree(cfg_dir, ignore_errors=True)
     out(f"Deleted {len(removed)} network namespaces.")
@@ -420,11 +424,12 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not command:
         raise CLIError("you must specify at least one command for the container")
     ns, _ = c.netns_of(args.target, args.namespace)
-    os.execvp("ip", ["ip", "netns", "exec", ns, *command])
+    env = {**os.environ, **names.pod_env(c, ns)}  # the pod's Service variables and env
+    os.execvpe("ip", ["ip", "netns", "exec", ns, *command], env)
     return 1  # not reached
 
 
-def resolve_target(c: Cluster, target: str, namespace: str) -> str:
+def resolve_target(c: Cluster, target: str, namespace: str, source_netns: str | None = None) -> str:
     import ipaddress
 
     try:
@@ -437,6 +442,8 @@ def resolve_target(c: Cluster, target: str, namespace: str) -> str:
     try:
         pod = c.client.get(BY_KIND["Pod"], name, namespace)
     except NotFound:
+        if source_netns is not None and "/" not in target:
+            return names.resolve(c, target, source_netns, namespace)  # a DNS name, as the source sees it
         raise CLIError(
             f'target "{target}" is not an IP address, "internet", or a pod in namespace "{namespace}"'
         ) from None
@@ -450,7 +457,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     require_root()
     c = find(args.name)
     src_ns, _ = c.netns_of(args.source, args.namespace)
-    ip = resolve_target(c, args.target, args.namespace)
+    ip = resolve_target(c, args.target, args.namespace, src_ns)
     results = []
     for r in probe.probe(ip, args.port, args.protocol, args.count, args.timeout, netns=src_ns):
         results.append(r)
@@ -581,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = cmd("probe", cmd_probe, "send real packets and show who answered", namespaced=True)
     pr.add_argument("source", help="a pod, node/NAME or internet")
-    pr.add_argument("target", help="an IP, a pod, or internet")
+    pr.add_argument("target", help="an IP, a pod, internet, or a DNS name (resolved by the cluster DNS as the source would)")
     pr.add_argument("--port", type=int, required=True)
     pr.add_argument("--protocol", choices=["tcp", "udp"], default="tcp")
     pr.add_argument("--count", type=int, default=1)
@@ -595,6 +602,9 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("node", help="NODE or node/NAME")
     ru.add_argument("--table", default="podnet")
     policy_cli.register(cmd)
+    from podnet.agent.main import add_parser as add_agent_parser
+
+    add_agent_parser(sub)
     return p
 
 
