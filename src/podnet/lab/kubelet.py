@@ -22,7 +22,7 @@ from typing import Any
 
 from podnet.api.errors import APIError, Conflict, NotFound
 from podnet.controllers import ipam
-from podnet.lab import netns, network, readiness
+from podnet.lab import netns, network, podfiles, readiness
 from podnet.lab.topology import NodePlan, host_veth, pod_netns
 from podnet.lab.workload import Responder
 from podnet.server.registry import Registry
@@ -31,6 +31,7 @@ from podnet.store.store import now_rfc3339
 log = logging.getLogger("podnet.kubelet")
 Obj = dict[str, Any]
 COMMAND_ANNOTATION = "podnet.io/command"
+POD_WORKERS = 4
 HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_TIMEOUT = 0.5
 
@@ -70,6 +71,7 @@ class LocalPod:
     command: str | None = None
     restarts: int = 0
     started: str = ""
+    env: dict[str, str] = field(default_factory=dict)  # Service variables and the container's env
 
 
 class Kubelet:
@@ -94,13 +96,19 @@ class Kubelet:
         self.log_dir = log_dir
         self.pods: dict[str, LocalPod] = {}
         self.last_ip: str | None = None
+        self.inflight: set[str] = set()
+        self.again: set[str] = set()
+        self.reserved: set[str] = set()  # addresses handed out to pods still being set up
         self.stop = threading.Event()
         self.queue: queue.Queue[str] = queue.Queue()
         self.lock = threading.Lock()
         self.probe_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"probe-{node.name}")
         self.threads = [
             threading.Thread(target=self._watch, name=f"kubelet-watch-{node.name}", daemon=True),
-            threading.Thread(target=self._work, name=f"kubelet-{node.name}", daemon=True),
+            *(
+                threading.Thread(target=self._work, name=f"kubelet-{node.name}-{i}", daemon=True)
+                for i in range(POD_WORKERS)
+            ),
             threading.Thread(target=self._probe_loop, name=f"kubelet-probes-{node.name}", daemon=True),
             threading.Thread(target=self._heartbeat_loop, name=f"kubelet-heartbeat-{node.name}", daemon=True),
         ]
@@ -147,15 +155,29 @@ class Kubelet:
         return f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
 
     def _work(self) -> None:
+        # Several workers overlap the kernel's share of pod set-up; a pod is
+        # synced by one worker at a time (a key arriving meanwhile is done
+        # again after).
         while not self.stop.is_set():
             try:
                 key = self.queue.get(timeout=0.5)
             except queue.Empty:
                 continue
+            with self.lock:
+                if key in self.inflight:
+                    self.again.add(key)
+                    continue
+                self.inflight.add(key)
             try:
                 self._sync(key)
             except Exception:
                 log.exception("syncing pod %s failed", key)
+            finally:
+                with self.lock:
+                    self.inflight.discard(key)
+                    if key in self.again:
+                        self.again.discard(key)
+                        self.queue.put(key)
 
     # -- the pod lifecycle -----------------------------------------------------
 
@@ -190,19 +212,33 @@ class Kubelet:
             self._setup(pod)
 
     def _setup(self, pod: Obj) -> None:
+        exhausted = ""
+        with self.lock:
+            used = {p.ip for p in self.pods.values()} | self.reserved
+            previous = pod.get("status", {}).get("podIP")
+            if previous and ipam.in_range(self.node.pod_cidr, previous) and previous not in used:
+                ip = previous  # a restarted control plane gives the pod its address back
+            else:
+                try:
+                    ip = ipam.next_pod_ip(self.node.pod_cidr, used, self.last_ip, {self.node.pod_gateway})
+                except ipam.RangeExhausted as exc:
+                    ip = ""
+                    exhausted = str(exc)
+                self.last_ip = ip or self.last_ip
+            if ip:
+                self.reserved.add(ip)
+        if not ip:
+            self._fail(pod, "FailedCreatePodSandBox", f"failed to allocate an address for the pod: {exhausted}")
+            return
+        try:
+            self._setup_with(pod, ip)
+        finally:
+            with self.lock:
+                self.reserved.discard(ip)
+
+    def _setup_with(self, pod: Obj, ip: str) -> None:
         meta, spec = pod["metadata"], pod["spec"]
         key = self._key(pod)
-        used = {p.ip for p in self.pods.values()}
-        previous = pod.get("status", {}).get("podIP")
-        if previous and ipam.in_range(self.node.pod_cidr, previous) and previous not in used:
-            ip = previous  # a restarted control plane gives the pod its address back
-        else:
-            try:
-                ip = ipam.next_pod_ip(self.node.pod_cidr, used, self.last_ip, {self.node.pod_gateway})
-            except ipam.RangeExhausted as exc:
-                self._fail(pod, "FailedCreatePodSandBox", f"failed to allocate an address for the pod: {exc}")
-                return
-            self.last_ip = ip
         ns_name = pod_netns(self.cluster, meta["namespace"], meta["name"], meta["uid"])
         # A namespace left by an earlier run of the control plane: adopt it
         # when it still holds the pod's address (open connections survive),
@@ -235,6 +271,7 @@ class Kubelet:
         with self.lock:
             self.pods[key] = local
         try:
+            local.env = self._pod_files(pod, local)
             self._start_workload(pod, local)
         except Exception as exc:
             log.exception("pod %s: workload failed to start", key)
@@ -251,6 +288,17 @@ class Kubelet:
             else:
                 local.ready[c["name"]] = True
         self._report(key)
+
+    def _pod_files(self, pod: Obj, local: LocalPod) -> dict[str, str]:
+        """resolv.conf, hosts and the environment (podfiles.py), from the
+        Services that exist now, as a kubelet starting the pod sees them."""
+        ns = pod["metadata"]["namespace"]
+        services = self.reg.store.list("Service", ns)[0]
+        if ns != "default":  # the kubernetes Service's variables go to every pod
+            services += self.reg.store.list("Service", "default")[0]
+        return podfiles.write(
+            pod, local.ip, self.node.internal_ip, local.netns, self.reg.config, services, self.log_dir
+        )
 
     def _start_workload(self, pod: Obj, local: LocalPod) -> None:
         command = pod["metadata"].get("annotations", {}).get(COMMAND_ANNOTATION)
@@ -269,7 +317,7 @@ class Kubelet:
         os.makedirs(self.log_dir, exist_ok=True)
         logf = open(os.path.join(self.log_dir, local.key.replace("/", "_") + ".log"), "ab")  # noqa: SIM115
         ns, name = local.key.split("/", 1)
-        env = dict(os.environ, HOSTNAME=name, POD_NAME=name, POD_NAMESPACE=ns, POD_IP=local.ip)
+        env = {**os.environ, "HOSTNAME": name, "POD_NAME": name, "POD_NAMESPACE": ns, "POD_IP": local.ip, **local.env}
         local.process = subprocess.Popen(
             ["ip", "netns", "exec", local.netns, "sh", "-c", local.command or "true"],
             stdin=subprocess.DEVNULL,
@@ -323,6 +371,7 @@ class Kubelet:
             self.pods.pop(local.key, None)
         self.responder.remove_pod(local.key)
         network.remove_pod(self.node, local.netns, local.host_if)
+        podfiles.remove(local.netns, self.log_dir)
         if local.process:
             local.process.wait(timeout=5)
 
