@@ -9,12 +9,14 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-
-from pyroute2 import IPRoute
+from typing import TYPE_CHECKING
 
 from podnet.lab import netns
 from podnet.lab.rtnl import Netlink
 from podnet.lab.topology import LabPlan, NodePlan, netns_prefix, router_ruleset
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
 
 RT_SCOPE_LINK = 253
 
@@ -22,6 +24,8 @@ RT_SCOPE_LINK = 253
 @contextmanager
 def rtnl(ns: str) -> Iterator[IPRoute]:
     """A netlink socket bound to namespace `ns`."""
+    from pyroute2 import IPRoute  # here: importing pyroute2 costs a quarter second the CLI need not pay
+
     with netns.entered(ns):
         ipr = IPRoute()
     try:
