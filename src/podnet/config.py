@@ -33,6 +33,8 @@ class ClusterConfig:
     cluster_domain: str = "cluster.local"
     load_balancer_pool: str = "203.0.113.128/25"  # the cloud's LoadBalancer addresses
     node_grace_period: float = 5.0  # seconds without a kubelet heartbeat before a node is NotReady
+    cluster_dns: bool = True  # run the cluster DNS (kube-system/cluster-dns behind kube-dns)
+    dns_upstream: str = ""  # HOST[:PORT] for names outside the cluster; "": the lab's internet resolver
 
     @property
     def node_port_bounds(self) -> tuple[int, int]:

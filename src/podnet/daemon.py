@@ -17,9 +17,10 @@ import threading
 from typing import Any
 
 from podnet import __version__
+from podnet.agent.source import KubeSource, api_client
 from podnet.api.errors import AlreadyExists
 from podnet.config import ClusterConfig, load
-from podnet.agent.source import KubeSource, api_client
+from podnet.controllers import ipam
 from podnet.controllers.endpointslice_controller import EndpointSliceController
 from podnet.controllers.manager import ControllerManager
 from podnet.controllers.nodelifecycle import NodeLifecycleController
@@ -33,6 +34,7 @@ from podnet.lab.workload import Responder
 from podnet.policy.agent import PolicyAgent
 from podnet.proxy.agent import ServiceProxy
 from podnet.proxy.render import ProxyConfig
+from podnet.server import tls
 from podnet.server.http import APIHTTPServer
 from podnet.server.registry import Registry
 from podnet.store.store import Store, now_rfc3339
@@ -119,6 +121,7 @@ class ControlPlane:
         self.responder = Responder()
         self.http: APIHTTPServer | None = None
         self.node_http: APIHTTPServer | None = None
+        self.https: APIHTTPServer | None = None  # for kubectl: TLS, client certificates
         self.node_lifecycle = NodeLifecycleController(self.registry, cfg.node_grace_period)
         self.controllers = ControllerManager(self.registry)
         self.endpointslices = EndpointSliceController(self.registry)
@@ -179,8 +182,25 @@ class ControlPlane:
         # No waiting for the first lists: each agent's first sync is empty and
         # the lists arrive as ADDED events, programmed incrementally.
         # The same API where nodes reach it: on the router, over the lab network.
-        self.node_http = APIHTTPServer(("", 0), self.registry, sock=self._listen_in_router())
+        # HTTPS too there (told apart by the first byte), and on loopback for
+        # kubectl: a CA, server and admin certificates in STATE_DIR/pki, and
+        # the kubeconfigs that use them (server/tls.py).
+        pki = tls.ensure(
+            os.path.join(self.cfg.state_dir, "pki"),
+            self.cfg.cluster_domain,
+            [self.plan.router_ip, ipam.nth_address(self.cfg.service_cidr, 1)],
+        )
+        tls_ctx = tls.server_context(pki)
+        self.node_http = APIHTTPServer(("", 0), self.registry, sock=self._listen_in_router(), tls_context=tls_ctx)
         threading.Thread(target=self.node_http.serve_forever, name="apiserver-nodes", daemon=True).start()
+        self.https = APIHTTPServer(
+            ("127.0.0.1", 0), self.registry, metrics=self.metrics, tls_context=tls_ctx, plain=False
+        )
+        threading.Thread(target=self.https.serve_forever, name="apiserver-https", daemon=True).start()
+        https_url = f"https://127.0.0.1:{self.https.server_address[1]}"
+        kubeconfig = tls.write_kubeconfigs(
+            pki, self.cfg.state_dir, self.cfg.name, https_url, f"https://{self.plan.router_ip}:{CONTROL_PLANE_PORT}"
+        )
         self.node_lifecycle.start()
         self.controllers.start()
         self.endpointslices.start()
@@ -194,7 +214,13 @@ class ControlPlane:
         for kubelet in self.kubelets:
             kubelet.start()
         host, port = str(self.http.server_address[0]), int(self.http.server_address[1])
-        state = {"pid": os.getpid(), "api": f"http://{host}:{port}", "config": self.cfg.to_dict()}
+        state = {
+            "pid": os.getpid(),
+            "api": f"http://{host}:{port}",
+            "api_https": https_url,
+            "kubeconfig": kubeconfig,
+            "config": self.cfg.to_dict(),
+        }
         tmp = os.path.join(self.cfg.state_dir, STATE_FILE + ".tmp")
         with open(tmp, "w") as f:
             json.dump(state, f)
@@ -254,6 +280,8 @@ class ControlPlane:
             self.http.shutdown()
         if self.node_http:
             self.node_http.shutdown()
+        if self.https:
+            self.https.shutdown()
         self.node_lifecycle.shutdown()
         self.controllers.shutdown()
         self.endpointslices.shutdown()

@@ -296,7 +296,7 @@ def test_discovery_of_a_group_versions_resources(api: API) -> None:
     nodes = next(r for r in core["resources"] if r["name"] == "nodes")
     assert nodes["namespaced"] is False
     apps = api.client.request("GET", "/apis/apps/v1")
-    assert [r["name"] for r in apps["resources"]] == ["deployments"]
+    assert [r["name"] for r in apps["resources"]] == ["deployments", "deployments/status", "deployments/scale"]
 
 
 def test_the_health_endpoints_answer_ok(api: API) -> None:

@@ -39,6 +39,10 @@ def apply_defaults(obj: Obj) -> Obj:
         from podnet.policy.defaults import default_network_policy
 
         default_network_policy(out)
+    elif kind in ("IngressClass", "Secret"):
+        from podnet.ingress.validation import default_ingress_class, default_secret
+
+        (default_secret if kind == "Secret" else default_ingress_class)(out)
     return out
 
 
@@ -51,7 +55,22 @@ def apply_update_defaults(obj: Obj, old: Obj) -> Obj:
     out = apply_defaults(obj)
     if out.get("kind") == "Service" and old.get("kind") == "Service":
         _carry_over_service_allocations(out, old)
+        _drop_type_dependent_fields(out, old)
     return out
+
+
+def _drop_type_dependent_fields(new: Obj, old: Obj) -> None:
+    """A Service turning into ExternalName loses the address fields it kept
+    unchanged from before (the registry's dropTypeDependentFields), so that
+    `kubectl apply` of `type: ExternalName` over a ClusterIP Service works."""
+    spec, old_spec = new.get("spec"), old.get("spec")
+    if not isinstance(spec, dict) or not isinstance(old_spec, dict):
+        return
+    if old_spec.get("type") == "ExternalName" or spec.get("type") != "ExternalName":
+        return
+    for field in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
+        if field in spec and spec.get(field) == old_spec.get(field):
+            del spec[field]
 
 
 # --- Namespace -----------------------------------------------------------------

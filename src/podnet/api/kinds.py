@@ -43,6 +43,9 @@ KINDS: tuple[Kind, ...] = (
     Kind("Deployment", "apps", "v1", "deployments", "deployment", ("deploy",), True),
     Kind("EndpointSlice", "discovery.k8s.io", "v1", "endpointslices", "endpointslice", (), True),
     Kind("NetworkPolicy", "networking.k8s.io", "v1", "networkpolicies", "networkpolicy", ("netpol",), True),
+    Kind("Ingress", "networking.k8s.io", "v1", "ingresses", "ingress", ("ing",), True),
+    Kind("IngressClass", "networking.k8s.io", "v1", "ingressclasses", "ingressclass", (), False),
+    Kind("Secret", "", "v1", "secrets", "secret", (), True),
 )
 
 BY_KIND = {k.kind: k for k in KINDS}

@@ -1350,7 +1350,18 @@ _VALIDATORS: dict[str, Callable[[_Errors, Obj, Obj | None], None]] = {
     "Service": _validate_service,
     "EndpointSlice": _validate_endpoint_slice,
     "NetworkPolicy": lambda e, obj, old: _validate_network_policy(e, obj, old),
+    "Ingress": lambda e, obj, old: _validate_ingress_kinds(e, obj, old),
+    "IngressClass": lambda e, obj, old: _validate_ingress_kinds(e, obj, old),
+    "Secret": lambda e, obj, old: _validate_ingress_kinds(e, obj, old),
 }
+
+
+def _validate_ingress_kinds(e: _Errors, obj: Obj, old: Obj | None) -> None:
+    from podnet.ingress import validation as v  # it imports this module
+
+    {"Ingress": v.validate_ingress, "IngressClass": v.validate_ingress_class, "Secret": v.validate_secret}[
+        obj["kind"]
+    ](e, obj, old)
 
 
 def _validate_network_policy(e: _Errors, obj: Obj, old: Obj | None) -> None:

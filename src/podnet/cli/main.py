@@ -19,6 +19,7 @@ from podnet.api.defaults import apply_defaults
 from podnet.api.errors import APIError, Invalid, NotFound
 from podnet.api.kinds import BY_KIND, Kind, for_object, lookup
 from podnet.api.validation import validate
+from podnet.cli import kubeconfig as kubeconfig_cli
 from podnet.cli import names, printers
 from podnet.cli import policy as policy_cli
 from podnet.cli.cluster import CLIError, Cluster, cluster_name, find, pid_alive, read_state
@@ -602,6 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
     ru.add_argument("node", help="NODE or node/NAME")
     ru.add_argument("--table", default="podnet")
     policy_cli.register(cmd)
+    kubeconfig_cli.register(cmd)
     from podnet.agent.main import add_parser as add_agent_parser
 
     add_agent_parser(sub)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -18,7 +19,7 @@ import yaml
 
 from podnet.api import kinds, selectors
 
-__all__ = ["dump", "human_duration", "table", "to_list"]
+__all__ = ["Column", "cells", "columns", "dump", "human_duration", "table", "to_list"]
 
 Obj = Mapping[str, Any]
 Row = list[str]
@@ -417,30 +418,147 @@ def _network_policy_row(np: Obj, wide: bool, now: datetime) -> Row:
     ]
 
 
+def _ingress_row(ing: Obj, wide: bool, now: datetime) -> Row:
+    # printIngress: hosts (at most 3, `*` for none), address clipped unless wide, ports.
+    rules = _list(_get(ing, "spec", "rules"))
+    hosts: list[str] = []
+    more = False
+    for rule in rules:
+        if len(hosts) == 3:
+            more = True
+        if not more and rule.get("host"):
+            hosts.append(str(rule["host"]))
+    hosts_cell = ",".join(hosts) or "*"
+    if more:
+        hosts_cell += f" + {len(rules) - 3} more..."
+    return [
+        str(_get(ing, "metadata", "name") or ""),
+        str(_get(ing, "spec", "ingressClassName") or "<none>"),
+        hosts_cell,
+        _load_balancer_addresses(ing, wide),
+        "80, 443" if _list(_get(ing, "spec", "tls")) else "80",
+        _since(_get(ing, "metadata", "creationTimestamp"), now),
+    ]
+
+
+def _ingress_class_row(ic: Obj, wide: bool, now: datetime) -> Row:
+    params = _get(ic, "spec", "parameters")
+    cell = "<none>"
+    if isinstance(params, Mapping):
+        kind = str(params.get("kind") or "")
+        if params.get("apiGroup"):
+            kind = f"{kind}.{params['apiGroup']}"
+        cell = f"{kind}/{params.get('name') or ''}"
+    return [
+        str(_get(ic, "metadata", "name") or ""),
+        str(_get(ic, "spec", "controller") or ""),
+        cell,
+        _since(_get(ic, "metadata", "creationTimestamp"), now),
+    ]
+
+
+def _secret_row(secret: Obj, wide: bool, now: datetime) -> Row:
+    data = secret.get("data")
+    return [
+        str(_get(secret, "metadata", "name") or ""),
+        str(secret.get("type") or ""),
+        str(len(data) if isinstance(data, Mapping) else 0),
+        _since(_get(secret, "metadata", "creationTimestamp"), now),
+    ]
+
+
 _RowFn = Callable[[Obj, bool, datetime], Row]
 
-# kind -> (columns, extra columns under -o wide, row function)
-_PRINTERS: dict[str, tuple[Sequence[str], Sequence[str], _RowFn]] = {
-    "Namespace": (("NAME", "STATUS", "AGE"), (), _namespace_row),
+
+@dataclass(frozen=True)
+class Column:
+    """A column as the API server's printers define it (metav1.TableColumnDefinition):
+    kubectl shows `name` upper-cased; priority 1 columns only under `-o wide`."""
+
+    name: str
+    type: str = "string"
+    format: str = ""
+    description: str = ""
+    priority: int = 0
+
+    @property
+    def header(self) -> str:
+        return self.name.upper()
+
+
+def _cols(names: Sequence[str], wide: Sequence[str] = (), **types: str) -> tuple[Column, ...]:
+    def col(n: str, priority: int) -> Column:
+        return Column(
+            n,
+            type=types.get(n.replace("-", "_").lower(), "string"),
+            format="name" if n == "Name" else "",
+            description=_DESCRIPTIONS.get(n, ""),
+            priority=priority,
+        )
+
+    return (*(col(n, 0) for n in names), *(col(n, 1) for n in wide))
+
+
+_DESCRIPTIONS = {
+    "Name": "Name must be unique within a namespace. Is required when creating resources, although some "
+    "resources may allow a client to request the generation of an appropriate name automatically. Name is "
+    "primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: "
+    "https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
+    "Age": "CreationTimestamp is a timestamp representing the server time when this object was created. It is "
+    "not guaranteed to be set in happens-before order across separate operations. Clients may not set this "
+    "value. It is represented in RFC3339 form and is in UTC.",
+}
+
+# kind -> (columns, row function); the row function gives the priority 0
+# cells, then (wide) the priority 1 ones: `podnet get` and the API server's
+# Table objects (server/tables.py) both print from these.
+_PRINTERS: dict[str, tuple[tuple[Column, ...], _RowFn]] = {
+    "Namespace": (_cols(("Name", "Status", "Age")), _namespace_row),
     "Node": (
-        ("NAME", "STATUS", "ROLES", "AGE", "VERSION"),
-        ("INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"),
+        _cols(
+            ("Name", "Status", "Roles", "Age", "Version"),
+            ("Internal-IP", "External-IP", "OS-Image", "Kernel-Version", "Container-Runtime"),
+        ),
         _node_row,
     ),
     "Pod": (
-        ("NAME", "READY", "STATUS", "RESTARTS", "AGE"),
-        ("IP", "NODE", "NOMINATED NODE", "READINESS GATES"),
+        _cols(
+            ("Name", "Ready", "Status", "Restarts", "Age"),
+            ("IP", "Node", "Nominated Node", "Readiness Gates"),
+        ),
         _pod_row,
     ),
-    "Service": (("NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"), ("SELECTOR",), _service_row),
+    "Service": (
+        _cols(("Name", "Type", "Cluster-IP", "External-IP", "Port(s)", "Age"), ("Selector",)),
+        _service_row,
+    ),
     "Deployment": (
-        ("NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"),
-        ("CONTAINERS", "IMAGES", "SELECTOR"),
+        _cols(
+            ("Name", "Ready", "Up-to-date", "Available", "Age"),
+            ("Containers", "Images", "Selector"),
+            up_to_date="integer",
+            available="integer",
+        ),
         _deployment_row,
     ),
-    "EndpointSlice": (("NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"), (), _endpoint_slice_row),
-    "NetworkPolicy": (("NAME", "POD-SELECTOR", "AGE"), (), _network_policy_row),
+    "EndpointSlice": (_cols(("Name", "AddressType", "Ports", "Endpoints", "Age")), _endpoint_slice_row),
+    "NetworkPolicy": (_cols(("Name", "Pod-Selector", "Age")), _network_policy_row),
+    "Ingress": (_cols(("Name", "Class", "Hosts", "Address", "Ports", "Age")), _ingress_row),
+    "IngressClass": (_cols(("Name", "Controller", "Parameters", "Age")), _ingress_class_row),
+    "Secret": (_cols(("Name", "Type", "Data", "Age"), data="integer"), _secret_row),
 }
+
+
+def columns(kind: str) -> tuple[Column, ...]:
+    """The columns of `kind`'s table, wide ones (priority 1) last. KeyError
+    for a kind with no printer."""
+    return _PRINTERS[kind][0]
+
+
+def cells(kind: str, obj: Obj, now: datetime | None = None) -> Row:
+    """One row of `kind`'s table, every column (as the API server fills a
+    Table: the wide form)."""
+    return _PRINTERS[kind][1](obj, True, now or datetime.now(UTC))
 
 
 def _tabulate(rows: list[Row]) -> str:
@@ -472,8 +590,8 @@ def table(
     if not objects:
         return ""
     now = now or datetime.now(UTC)
-    columns, wide_columns, row_fn = _PRINTERS[kind]
-    header = [*columns, *(wide_columns if wide else ())]
+    cols, row_fn = _PRINTERS[kind]
+    header = [c.header for c in cols if wide or c.priority == 0]
     rows = [row_fn(obj, wide, now) for obj in objects]
     # kubectl never adds NAMESPACE for cluster-scoped kinds, even with -A.
     if all_namespaces and kinds.BY_KIND[kind].namespaced:

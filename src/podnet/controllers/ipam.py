@@ -41,18 +41,33 @@ def next_pod_ip(cidr: str, used: set[str], last: str | None, reserved: set[str] 
     raise RangeExhausted(f"no free address left in {cidr} ({len(taken)} in use)")
 
 
+def static_band(cidr: str) -> int:
+    """How many addresses at the bottom of a Service range are kept for
+    Services that ask for one (KEP-3070: min(max(16, size/16), 256); none
+    in a range of 16 or fewer). Random allocation takes them only when the
+    rest is full, so the well-known ones (10.96.0.10 for the cluster DNS)
+    stay free."""
+    size = ipaddress.ip_network(cidr).num_addresses
+    return 0 if size <= 16 else min(max(16, size // 16), 256)
+
+
 def random_ip(cidr: str, used: set[str], rng: random.Random | None = None) -> str:
-    """A random free address in `cidr` (probing forward from a random start)."""
+    """A random free address in `cidr` (probing forward from a random
+    start), from above the static band first, then from within it."""
     first, end = _usable(cidr)
     first += 1  # the first address is kept for the `kubernetes` Service
-    size = end - first + 1
+    split = int(ipaddress.ip_network(cidr).network_address) + 1 + static_band(cidr)
     # (No shortcut on len(used): it may hold addresses outside the candidates,
     # such as the first address, held by the kubernetes Service.)
-    start = (rng or random).randrange(size)
-    for i in range(size):
-        text = str(ipaddress.ip_address(first + (start + i) % size))
-        if text not in used:
-            return text
+    for lo, hi in ((max(first, split), end), (first, min(end, split - 1))):
+        size = hi - lo + 1
+        if size <= 0:
+            continue
+        start = (rng or random).randrange(size)
+        for i in range(size):
+            text = str(ipaddress.ip_address(lo + (start + i) % size))
+            if text not in used:
+                return text
     raise RangeExhausted(f"no free address left in {cidr}")
 
 

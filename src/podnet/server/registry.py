@@ -29,10 +29,10 @@ SERVER_FILLED_SPEC = {
     "Pod": ("nodeName",),
 }
 # Kinds whose status is written only through the status subresource.
-HAS_STATUS = {"Pod", "Service", "Deployment", "Node", "Namespace"}
+HAS_STATUS = {"Pod", "Service", "Deployment", "Node", "Namespace", "Ingress"}
 # Kinds whose status a create ignores, as the API server's PrepareForCreate
 # does (a Node's kubelet and the namespace bootstrap do create with status).
-STATUS_RESET_ON_CREATE = {"Pod", "Service", "Deployment"}
+STATUS_RESET_ON_CREATE = {"Pod", "Service", "Deployment", "Ingress"}
 
 
 def _random_suffix(n: int = 5) -> str:
@@ -89,6 +89,10 @@ class Registry:
             meta.pop(server_owned, None)
         if kind.kind in STATUS_RESET_ON_CREATE:
             obj.pop("status", None)  # a copied manifest's status (podIP, phase) means nothing here
+        if kind.kind == "Ingress":  # the DefaultIngressClass admission plugin
+            from podnet.ingress.validation import admit_ingress
+
+            admit_ingress(obj, self.store.list("IngressClass", shared=True)[0])
         obj = apply_defaults(obj)
         validate(obj)
         with self._alloc_lock:  # allocation and create are one step

@@ -1,0 +1,3 @@
+from podnet.dns.app import main
+
+main()
