@@ -21,14 +21,14 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 sys.path.insert(0, os.path.dirname(__file__))
 
-from services_scale import endpoint_slice, machine, pool_ip, service  # noqa: E402
+from services_scale import endpoint_slice, machine, pool_ip, service
 
-from podnet.config import ClusterConfig  # noqa: E402
-from podnet.lab import netns, network  # noqa: E402
-from podnet.proxy.nftables import Nftables, NftError  # noqa: E402
-from podnet.server.http import APIHTTPServer  # noqa: E402
-from podnet.server.registry import Registry  # noqa: E402
-from podnet.store.store import Store  # noqa: E402
+from podnet.config import ClusterConfig
+from podnet.lab import netns, network
+from podnet.proxy.nftables import Nftables, NftError
+from podnet.server.http import APIHTTPServer
+from podnet.server.registry import Registry
+from podnet.store.store import Store
 
 API_NS, AGENT_NS = "pnt-agentb-api", "pnt-agentb-node"
 API_IP, AGENT_IP = "192.0.2.1", "192.0.2.2"

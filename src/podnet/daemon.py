@@ -161,26 +161,6 @@ class ControlPlane:
         self.ingress.bootstrap()  # the default IngressClass; the data plane comes on first use
         self.http = APIHTTPServer(("127.0.0.1", 0), self.registry, metrics=self.metrics)
         threading.Thread(target=self.http.serve_forever, name="apiserver", daemon=True).start()
-        # The node agents are Kubernetes clients, as on a real cluster (podnet
-        # agent): list-then-watch through the `kubernetes` library against
-        # this API, one cache per node shared by its proxy and policy parts.
-        api_url = f"http://127.0.0.1:{self.http.server_address[1]}"
-        self.sources = [
-            KubeSource(api_client(host=api_url), ["Service", "EndpointSlice", "NetworkPolicy", "Pod", "Namespace"])
-            for _ in self.plan.nodes
-        ]
-        for source in self.sources:
-            source.start()
-        proxy_cfg = ProxyConfig(cluster_cidr=self.cfg.cluster_cidr, egress_interface="eth0")
-        self.proxies = [
-            ServiceProxy(source, n.name, n.netns, dataclasses.replace(proxy_cfg, pod_cidr=n.pod_cidr))
-            for n, source in zip(self.plan.nodes, self.sources, strict=True)
-        ]
-        self.policy_agents = [
-            PolicyAgent(source, n.name, n.netns) for n, source in zip(self.plan.nodes, self.sources, strict=True)
-        ]
-        # No waiting for the first lists: each agent's first sync is empty and
-        # the lists arrive as ADDED events, programmed incrementally.
         # The same API where nodes reach it: on the router, over the lab network.
         # HTTPS too there (told apart by the first byte), and on loopback for
         # kubectl: a CA, server and admin certificates in STATE_DIR/pki, and
@@ -201,6 +181,26 @@ class ControlPlane:
         kubeconfig = tls.write_kubeconfigs(
             pki, self.cfg.state_dir, self.cfg.name, https_url, f"https://{self.plan.router_ip}:{CONTROL_PLANE_PORT}"
         )
+        # The node agents are Kubernetes clients, as on a real cluster (podnet
+        # agent): list-then-watch through the `kubernetes` library, over HTTPS
+        # with the kubeconfig's client certificate, one cache per node shared
+        # by its proxy and policy parts.
+        self.sources = [
+            KubeSource(api_client(kubeconfig), ["Service", "EndpointSlice", "NetworkPolicy", "Pod", "Namespace"])
+            for _ in self.plan.nodes
+        ]
+        for source in self.sources:
+            source.start()
+        proxy_cfg = ProxyConfig(cluster_cidr=self.cfg.cluster_cidr, egress_interface="eth0")
+        self.proxies = [
+            ServiceProxy(source, n.name, n.netns, dataclasses.replace(proxy_cfg, pod_cidr=n.pod_cidr))
+            for n, source in zip(self.plan.nodes, self.sources, strict=True)
+        ]
+        self.policy_agents = [
+            PolicyAgent(source, n.name, n.netns) for n, source in zip(self.plan.nodes, self.sources, strict=True)
+        ]
+        # No waiting for the first lists: each agent's first sync is empty and
+        # the lists arrive as ADDED events, programmed incrementally.
         self.node_lifecycle.start()
         self.controllers.start()
         self.endpointslices.start()

@@ -96,8 +96,10 @@ class Extra:
                 "-m",
                 "podnet",
                 "agent",
-                "--server",
-                "http://172.18.0.1:6443",
+                # HTTPS with the lab's client certificate, to the API on the
+                # router: what a real node's kubeconfig gives the agent.
+                "--kubeconfig",
+                str(self.lab.state_dir / "kubeconfig.lab"),
                 "--node",
                 "extra",
                 "--metrics-bind-address",

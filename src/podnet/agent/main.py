@@ -59,7 +59,7 @@ def node_info(api: Any, name: str, timeout: float) -> dict[str, Any]:
 class _Metrics(BaseHTTPRequestHandler):
     server: Any
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:
