@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from podnet.cli.cluster import CLIError, find
-from podnet.server import tls
 
 
 def cmd_kubeconfig(args: argparse.Namespace) -> int:
+    from podnet.server import tls  # here: it imports cryptography, which `podnet get` need not pay for
+
     c = find(args.name)
     path = os.path.join(c.config.state_dir, tls.KUBECONFIG_LAB if args.lab else tls.KUBECONFIG)
     if not os.path.exists(path):
