@@ -6,8 +6,9 @@ APT_PACKAGES = nftables conntrack iproute2 curl procps nginx dnsutils
 .PHONY: deps demo test unit e2e lint bench clean
 
 deps:
-	@if ! command -v nft >/dev/null || ! command -v conntrack >/dev/null || ! command -v curl >/dev/null || ! command -v nginx >/dev/null || ! command -v dig >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); fi
+	@# Debian packages: installed when any of them is missing (dpkg knows, not a guess from commands)
+	@dpkg -s $(APT_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); }
 	@# kubectl for the e2e tests (tests/e2e/test_kubectl.py): the machine's own package, else Debian's
 	@command -v kubectl >/dev/null || { apt-get update -qq && { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl \
 		|| DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client; }; }
