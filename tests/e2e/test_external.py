@@ -231,7 +231,13 @@ def test_load_balancer_source_ranges_refuse_an_outsider(lab: Lab, app: list[dict
     web_pods(lab, 1)
     ok_within(lab, "the allowed range gets in", lb_ip(lab, "lb-open"), 80)
     closed = lb_ip(lab, "lb-closed")
-    time.sleep(2)  # give the cloud its health-check round
+
+    def programmed() -> bool:
+        # The cloud has this load balancer, healthy backends and its source range in the router's table.
+        table = lab.run("exec", "router", "--", "nft", "list", "table", "ip", "podnet-cloud").stdout
+        return f"{closed} . tcp . 80 : goto lb_" in table and f"{closed} . tcp . 80 . 192.0.2.0/24" in table
+
+    wait_for("the closed load balancer programmed", programmed)
     [r] = answers(lab, closed, 80, timeout=0.5)
     assert not r["ok"] and r["error"] == "timeout"
 
@@ -321,10 +327,11 @@ c.request("GET", "/hostname"); print(c.getresponse().read().decode(), flush=True
         stdout=subprocess.PIPE,
         text=True,
     )
-    time.sleep(0.8)
+    assert proc.stdout is not None
+    first = proc.stdout.readline().strip()  # the connection is open and has answered once
     lab.run("delete", "pod", old["metadata"]["name"], "--wait=false")
-    out, _ = proc.communicate(timeout=20)
-    assert out.split() == [old["metadata"]["name"]] * 2  # the open connection kept working
+    rest, _ = proc.communicate(timeout=20)
+    assert [first, *rest.split()] == [old["metadata"]["name"]] * 2  # the open connection kept working
     # Meanwhile a replacement came up; new connections go there, not to the terminating pod.
     new = wait_for(
         "the replacement",

@@ -172,7 +172,7 @@ def test_scaling_up_and_down_is_followed_within_about_a_second(lab: Lab, web: di
         "new pods to receive traffic",
         lambda: set(spread(lab.probe("client", vip(web), 80, count=40))) == names,
     )
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 10  # about a second when idle; room for a loaded CI machine
     [left] = scale(lab, 1)
     counts = wait_for(
         "traffic only to the pod left",
@@ -224,7 +224,7 @@ def test_a_service_with_no_ready_endpoints_refuses_at_once(lab: Lab, web: dict) 
         r = wait_for(
             "a refusal", lambda: (rs := lab.probe("client", vip(web), 80))[0]["error"] == "refused" and rs[0]
         )
-        assert r["ms"] < 100  # refused, not left to time out
+        assert r["ms"] < 1000  # refused, not left to time out (the probe's timeout is 2 s)
         [u] = lab.probe("client", vip(web), 53, protocol="udp")
         assert u["error"] == "refused"
     finally:

@@ -30,7 +30,7 @@ from podnet.store.store import Event
 
 log = logging.getLogger("podnet.agent.source")
 Obj = dict[str, Any]
-HISTORY = 100_000
+HISTORY = 10_000  # events kept for consumers that fall behind; older: a relist
 WATCH_TIMEOUT = 60  # seconds a watch request lasts before it is renewed (bounds a silent cut)
 MAX_BACKOFF = 10.0
 

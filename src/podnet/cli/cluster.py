@@ -29,7 +29,17 @@ def state_path(name: str) -> str:
     return os.path.join(STATE_ROOT, name, "state.json")
 
 
-def pid_alive(pid: int) -> bool:
+def pid_alive(pid: int, cluster: str | None = None) -> bool:
+    """Whether `pid` is a live process, and, given `cluster`, that cluster's
+    control plane: after a crash the number may belong to anything else."""
+    if cluster is not None:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                args = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            return False
+        if "podnet.daemon" not in args or not any(f'"name": "{cluster}"' in a for a in args):
+            return False
     if pid <= 0:
         return False  # kill(0) would signal our own process group
     try:
@@ -98,6 +108,6 @@ def read_state(name: str) -> dict[str, Any] | None:
 def find(name: str | None) -> Cluster:
     cname = cluster_name(name)
     state = read_state(cname)
-    if state is None or not pid_alive(int(state.get("pid", 0))):
+    if state is None or not pid_alive(int(state.get("pid", 0)), cname):
         raise CLIError(f'cluster "{cname}" is not running (start it with: podnet up --name {cname})')
     return Cluster(cname, int(state["pid"]), state["api"], load(None, **state["config"]))

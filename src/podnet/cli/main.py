@@ -71,7 +71,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     except (ConfigError, OSError, TypeError) as exc:
         raise CLIError(f"invalid cluster configuration: {exc}") from None
     state = read_state(cfg.name)
-    if state and pid_alive(int(state.get("pid", 0))):
+    if state and pid_alive(int(state.get("pid", 0)), cfg.name):
         raise CLIError(f'cluster "{cfg.name}" is already running (podnet down --name {cfg.name} first)')
     start = time.monotonic()
     out(f'Creating cluster "{cfg.name}" ...')
@@ -101,7 +101,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             break
         time.sleep(0.02)
     if cluster is None:
-        os.kill(proc.pid, signal.SIGTERM)
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        network.teardown(cfg.name)  # nothing of a cluster that never came up stays
         raise CLIError(f"the control plane did not start in time; see {log_path}")
     plan = cluster.plan
     out(f" ✓ Network: {len(plan.nodes)} nodes on {cfg.node_network}, router, internet ({plan.internet_ip})")
@@ -135,12 +140,12 @@ def cmd_down(args: argparse.Namespace) -> int:
     state = read_state(name)
     if state:
         pid = int(state.get("pid", 0))
-        if pid and pid_alive(pid):
+        if pid and pid_alive(pid, name):
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 10
-            while pid_alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid, name) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if pid_alive(pid):
+            if pid_alive(pid, name):
                 os.kill(pid, signal.SIGKILL)
     removed = network.teardown(name)
     podfiles.sweep(name)  # /etc/netns/ files of pods whose namespace was already gone

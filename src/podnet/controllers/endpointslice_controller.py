@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from podnet.api.errors import AlreadyExists, APIError, Conflict, NotFound
+from podnet.controllers import loop
 from podnet.controllers.endpointslice import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -61,24 +62,7 @@ class EndpointSliceController:
         self.thread.join(timeout=5)
 
     def _run(self) -> None:
-        rv = self.reg.store.resource_version
-        self.sync_all()
-        while not self.stop.is_set():
-            try:
-                events = self.reg.store.events_since(rv, timeout=RESYNC)
-            except APIError:
-                rv = self.reg.store.resource_version
-                self.sync_all()
-                continue
-            if not events:
-                self.sync_all()
-                continue
-            rv = events[-1].rv
-            try:
-                self.handle(events)
-            except Exception:
-                log.exception("endpointslice pass failed; a full resync follows")
-                self.sync_all()
+        loop.run(self.reg.store, self.stop, self.handle, self.sync_all, RESYNC, log)
 
     def handle(self, events: list[Event]) -> None:
         dirty: dict[tuple[str, str], float] = {}  # service -> latest trigger time
@@ -139,7 +123,10 @@ class EndpointSliceController:
             self._delete_slices(ns, name)
             return
         if not svc["spec"].get("selector") or svc["spec"].get("type") == "ExternalName":
-            return  # the user keeps this Service's EndpointSlices
+            # The user keeps this Service's EndpointSlices; the ones this
+            # controller made while it had a selector go (managed-by only).
+            self._delete_slices(ns, name)
+            return
         pods = self.reg.store.list("Pod", ns, lambda p: selects(svc, p))[0]
         want = desired_slices(svc, pods)
         have = {s["metadata"]["name"]: s for s in self._existing(ns, name)}

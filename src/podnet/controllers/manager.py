@@ -12,7 +12,7 @@ from typing import Any
 
 from podnet.api.errors import APIError, Conflict, NotFound
 from podnet.api.kinds import KINDS
-from podnet.controllers import deployment, scheduler
+from podnet.controllers import deployment, loop, scheduler
 from podnet.server.registry import Registry
 from podnet.store.store import Event, clone
 
@@ -39,24 +39,7 @@ class ControllerManager:
         self.thread.join(timeout=5)
 
     def _run(self) -> None:
-        rv = self.reg.store.resource_version
-        self._sync_all()
-        while not self.stop.is_set():
-            try:
-                events = self.reg.store.events_since(rv, timeout=RESYNC)
-            except APIError:
-                rv = self.reg.store.resource_version
-                self._sync_all()
-                continue
-            if not events:
-                self._sync_all()
-                continue
-            rv = events[-1].rv
-            try:
-                self._handle(events)
-            except Exception:
-                log.exception("controller pass failed; a full resync follows")
-                self._sync_all()
+        loop.run(self.reg.store, self.stop, self._handle, self._sync_all, RESYNC, log)
 
     def _handle(self, events: list[Event]) -> None:
         deployments: set[tuple[str, str]] = set()

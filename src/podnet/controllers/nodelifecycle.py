@@ -75,12 +75,15 @@ class NodeLifecycleController:
                 log.exception("node lifecycle check failed")
 
     def check(self, now: float) -> None:
+        lost: set[str] = set()
         for node in self.reg.store.list("Node")[0]:
+            name = node["metadata"]["name"]
+            cond = _ready(node) or {}
+            if cond.get("status") == "Unknown":
+                lost.add(name)  # still lost: its pods are checked again below (a write may have raced)
             if not is_stale(node, now, self.grace):
                 continue
-            name = node["metadata"]["name"]
             log.warning("node %s: no heartbeat for %.0fs; marking it NotReady", name, self.grace)
-            cond = _ready(node) or {}
             cond.update(
                 status="Unknown",
                 reason="NodeStatusUnknown",
@@ -92,11 +95,16 @@ class NodeLifecycleController:
             ]
             with contextlib.suppress(Conflict, NotFound):
                 self.reg.update(node, subresource="status")
-            on_node = [
-                p for p in self.reg.store.list("Pod", shared=True)[0] if p["spec"].get("nodeName") == name
-            ]
-            for shared in on_node:
-                pod = clone(shared)
-                pod["status"] = mark_not_ready(pod.get("status", {}))
-                with contextlib.suppress(Conflict, NotFound):
-                    self.reg.update(pod, subresource="status")
+            lost.add(name)
+        if not lost:
+            return
+        for shared in self.reg.store.list("Pod", shared=True)[0]:
+            if shared["spec"].get("nodeName") not in lost:
+                continue
+            status = mark_not_ready(shared.get("status", {}))
+            if status.get("conditions") == shared.get("status", {}).get("conditions"):
+                continue  # already not ready
+            pod = clone(shared)
+            pod["status"] = status
+            with contextlib.suppress(Conflict, NotFound):
+                self.reg.update(pod, subresource="status")

@@ -31,6 +31,7 @@ from podnet.store.store import now_rfc3339
 log = logging.getLogger("podnet.kubelet")
 Obj = dict[str, Any]
 COMMAND_ANNOTATION = "podnet.io/command"
+BACKOFF_START, BACKOFF_MAX, BACKOFF_RESET = 10.0, 300.0, 600.0
 POD_WORKERS = 4
 HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_TIMEOUT = 0.5
@@ -71,7 +72,11 @@ class LocalPod:
     command: str | None = None
     restarts: int = 0
     started: str = ""
+    started_monotonic: float = field(default_factory=time.monotonic)
     env: dict[str, str] = field(default_factory=dict)  # Service variables and the container's env
+    stopping: bool = False  # being torn down: its process is not to be restarted
+    exited_at: float = 0.0  # when its process was last seen dead (0: running)
+    backoff: float = 0.0  # the current crash back-off, as the kubelet's (10 s doubling to 5 min)
 
 
 class Kubelet:
@@ -194,13 +199,14 @@ class Kubelet:
         if pod is None or not self._mine(pod):
             return
         if pod["metadata"].get("deletionTimestamp"):
-            if local and _pre_stop(pod) and key not in self.terminating:
+            uid = pod["metadata"]["uid"]
+            if local and _pre_stop(pod) and uid not in self.terminating:
                 # Graceful: the pod keeps serving its open connections while
                 # its preStop hook runs, bounded by the grace period.
-                self.terminating.add(key)
+                self.terminating.add(uid)
                 threading.Thread(target=self._terminate, args=(pod, local), daemon=True).start()
                 return
-            if key in self.terminating:
+            if uid in self.terminating:
                 return
             if local:
                 self._teardown(local)
@@ -262,7 +268,9 @@ class Kubelet:
             started=now_rfc3339(),
         )
         try:
-            if not adopted:
+            if adopted:
+                network.kill_processes(ns_name)  # the previous run's command, if any: it is started anew
+            else:
                 network.add_pod(self.node, ns_name, local.host_if, ip)
         except Exception as exc:
             log.exception("pod %s: network setup failed", key)
@@ -314,6 +322,7 @@ class Kubelet:
         self.responder.add_pod(local.key, pod["metadata"]["name"], local.netns, ports)
 
     def _spawn(self, local: LocalPod) -> None:
+        local.started_monotonic = time.monotonic()
         os.makedirs(self.log_dir, exist_ok=True)
         logf = open(os.path.join(self.log_dir, local.key.replace("/", "_") + ".log"), "ab")  # noqa: SIM115
         ns, name = local.key.split("/", 1)
@@ -355,7 +364,8 @@ class Kubelet:
             if self.pods.get(local.key) is local:
                 self._teardown(local)
             self._finalize(pod)
-            self.terminating.discard(local.key)
+            self.terminating.discard(pod["metadata"]["uid"])
+            self.queue.put(local.key)  # a pod of the same name may be waiting
 
     def _finalize(self, pod: Obj) -> None:
         """The kubelet's last word on a deleted pod: remove the object."""
@@ -368,6 +378,7 @@ class Kubelet:
 
     def _teardown(self, local: LocalPod) -> None:
         with self.lock:
+            local.stopping = True
             self.pods.pop(local.key, None)
         self.responder.remove_pod(local.key)
         network.remove_pod(self.node, local.netns, local.host_if)
@@ -477,15 +488,32 @@ class Kubelet:
                 pods = list(self.pods.values())
             for local in pods:
                 if local.process is not None and local.process.poll() is not None and not self.stop.is_set():
-                    # restartPolicy Always: the container comes back, its count goes up
-                    local.restarts += 1
-                    self._report(local.key)
-                    self._spawn(local)
-                    self._report(local.key)
+                    self._restart(local, now)
                 for cp in local.probes:
                     if not cp.running and cp.due <= now:
                         cp.running = True
                         self.probe_pool.submit(self._run_probe, local, cp)
+
+    def _restart(self, local: LocalPod, now: float) -> None:
+        """restartPolicy Always, with the kubelet's CrashLoopBackOff: the
+        container comes back after 10 s, then 20 s, ... up to 5 min; a run
+        of 10 min resets the back-off."""
+        if not local.exited_at:
+            local.exited_at = now
+            ran = now - local.started_monotonic
+            local.backoff = 0.0 if ran > BACKOFF_RESET else min(max(local.backoff * 2, BACKOFF_START), BACKOFF_MAX)
+            self._report(local.key)  # waiting: CrashLoopBackOff
+        if now - local.exited_at < local.backoff:
+            return
+        with self.lock:
+            # Under the lock: a teardown either sees the new process (and
+            # kills it with the namespace) or has marked the pod stopping.
+            if local.stopping or self.pods.get(local.key) is not local:
+                return
+            local.restarts += 1
+            local.exited_at = 0.0
+            self._spawn(local)
+        self._report(local.key)
 
     def _run_probe(self, local: LocalPod, cp: ContainerProbe) -> None:
         try:

@@ -107,7 +107,8 @@ class ServiceProxy:
         self.syncs = 0
         self.failures = 0
         self.ready = threading.Event()
-        self.health = HealthServers(netns, node)
+        self.host = host
+        self.health = HealthServers(netns, node, host=host)
         self.health_ports: dict[SvcKey, tuple[int, str, str, int]] = {}
 
     def start(self) -> None:
@@ -334,6 +335,8 @@ class ServiceProxy:
         cmd = ["conntrack", *args]
         if self.netns:
             cmd = ["nsenter", f"--net={netns_mod.path(self.netns)}", *cmd]
+        elif not self.host:
+            raise RuntimeError("refusing to touch the current namespace's conntrack without host=True")
         # Exit code 1 means "no entry matched": fine.
         subprocess.run(cmd, capture_output=True, check=False)
 
@@ -347,5 +350,5 @@ class ServiceProxy:
             f"kubeproxy_sync_proxy_rules_total{{{labels}}} {self.syncs}",
             f"kubeproxy_sync_proxy_rules_failures_total{{{labels}}} {self.failures}",
             f"kubeproxy_sync_proxy_rules_service_ports{{{labels}}} "
-            f"{sum(len(p) for p in self.programmed.values())}",
+            f"{sum(len(p) for p in list(self.programmed.values()))}",
         ]

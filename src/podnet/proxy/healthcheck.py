@@ -56,7 +56,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def _listen(netns: str | None, port: int) -> socket.socket:
+def _listen(netns: str | None, port: int, host: bool) -> socket.socket:
+    if not netns and not host:
+        raise ValueError("refusing to listen in the current network namespace without host=True")
     ctx = netns_mod.entered(netns) if netns else contextlib.nullcontext()
     with ctx:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -69,8 +71,9 @@ def _listen(netns: str | None, port: int) -> socket.socket:
 class HealthServers:
     """The agent's listeners in its node's namespace, one thread each."""
 
-    def __init__(self, netns: str | None, node: str) -> None:
+    def __init__(self, netns: str | None, node: str, *, host: bool = False) -> None:
         self.netns = netns
+        self.host = host
         self.node = node
         self.servers: dict[int, _Server] = {}
         self.services: dict[int, tuple[str, str, int]] = {}  # port -> (ns, name, local endpoints)
@@ -85,7 +88,7 @@ class HealthServers:
         return (200 if self.last_sync else 503), body
 
     def _open(self, port: int, answer: Any) -> None:
-        server = _Server(_listen(self.netns, port), answer)
+        server = _Server(_listen(self.netns, port, self.host), answer)
         threading.Thread(target=server.serve_forever, name=f"health-{self.node}-{port}", daemon=True).start()
         self.servers[port] = server
 

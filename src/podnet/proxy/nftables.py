@@ -48,7 +48,7 @@ class Nftables:
     `host=True`; the lab never touches the machine's root namespace."""
 
     def __init__(self, netns: str | None, *, host: bool = False) -> None:
-        if netns is None and not host:
+        if not netns and not host:  # None and "" alike: never the root namespace by accident
             raise NftError("refusing to program the current network namespace without host=True")
         self.netns = netns
         self._lib = _load()
@@ -67,6 +67,8 @@ class Nftables:
     def run(self, commands: str) -> str:
         """Run a script as one transaction: all of it applies, or none."""
         with self._lock:
+            if not self._ctx:
+                raise NftError("this nftables context is closed")
             if self.netns:
                 with netns_mod.entered(self.netns):
                     rc = self._lib.nft_run_cmd_from_buffer(self._ctx, commands.encode())

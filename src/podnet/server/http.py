@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -298,6 +299,8 @@ class Handler(BaseHTTPRequestHandler):
                     if match(ev):
                         send(ev)
                         quiet_since = time.monotonic()
+                if not events and self._client_gone():
+                    break  # a watcher that left: its thread ends now, not at its next event
                 if bookmarks and not as_table and time.monotonic() - quiet_since >= BOOKMARK_INTERVAL:
                     bookmark(rv)
                     quiet_since = time.monotonic()
@@ -305,6 +308,19 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
             pass
         self.close_connection = True
+
+    def _client_gone(self) -> bool:
+        """Whether the peer of this (idle) watch has closed its end."""
+        sock = self.connection
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return False
+            if isinstance(sock, ssl.SSLSocket):
+                return sock.pending() == 0 and sock.recv(1) == b""
+            return sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError, ssl.SSLError):
+            return True
 
     def _chunk(self, doc: dict[str, Any]) -> None:
         data = json.dumps(doc).encode() + b"\n"

@@ -6,7 +6,6 @@ controllers both go through here, so they see the same semantics.
 
 from __future__ import annotations
 
-import copy
 import random
 import threading
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from podnet.api.kinds import BY_KIND, Kind, for_object
 from podnet.api.validation import validate
 from podnet.config import ClusterConfig
 from podnet.controllers import ipam
+from podnet.server import patch as patches
 from podnet.store.store import Obj, Store, clone
 
 # Fields the server fills in; an update that leaves them out keeps them,
@@ -151,7 +151,7 @@ class Registry:
     ) -> Obj:
         """A JSON merge patch (RFC 7386)."""
         current = self.get(kind, namespace, name)
-        merged = _merge_patch(current, patch)
+        merged = patches.merge_patch(current, patch)
         merged["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         return self.update(merged, namespace, subresource)
 
@@ -344,18 +344,6 @@ def _check_pod_update(old: Obj, new: Obj) -> None:
                 )
             ],
         )
-
-
-def _merge_patch(target: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = _merge_patch(out.get(k), v)
-    return out
 
 
 def _rfc3339(t: datetime) -> str:

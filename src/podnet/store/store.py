@@ -182,13 +182,19 @@ class Store:
     def _commit(self, type_: str, key: Key, obj: Obj) -> None:
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
+        # The object and the version counter in one transaction: a crash
+        # between them would hand out versions twice after a restart.
+        self._db.execute("BEGIN")
         if type_ == "DELETED":
-            self._objects.pop(key, None)
             self._db.execute("DELETE FROM objects WHERE kind=? AND namespace=? AND name=?", key)
         else:
-            self._objects[key] = obj
             self._db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?, ?)", (*key, json.dumps(obj)))
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('rv', ?)", (self._rv,))
+        self._db.execute("COMMIT")
+        if type_ == "DELETED":
+            self._objects.pop(key, None)
+        else:
+            self._objects[key] = obj
         if len(self._events) == self._events.maxlen:
             self._oldest_rv = self._events[0].rv
         self._events.append(Event(type_, clone(obj), self._rv, time.time()))
