@@ -535,7 +535,7 @@ def main() -> None:
             text=True,
             start_new_session=True,
         )
-        probe = qlines[0].split()[0]
+        probe = "svc-00000.ns-000.svc.cluster.local"
         wait_answering(PODNET_PORT, probe, procs["podnet"], "podnet's server")
         wait_answering(NSD_PORT, probe, procs["nsd"], "NSD")
         ports = {"podnet": PODNET_PORT, "nsd": NSD_PORT}

@@ -110,7 +110,8 @@ metadata:
   name: runner
   namespace: shop
   annotations:
-    podnet.io/command: "echo HOST=$CART_SERVICE_HOST; getent hosts cart; exec sleep 600"
+    # (retries, as a real client would, while the cluster DNS or its Service rules come up)
+    podnet.io/command: "echo HOST=$CART_SERVICE_HOST; for i in $(seq 100); do getent hosts cart && break; sleep 0.2; done; exec sleep 600"
 spec:
   nodeName: node-2
   containers: [{name: c, image: agnhost}]

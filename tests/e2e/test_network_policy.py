@@ -123,7 +123,7 @@ def show(m: Matrix) -> str:
 
 
 def assert_reachability(
-    lab: Lab, expected: Reachability | Matrix, port: int, protocol: str = "tcp", timeout: float = 5.0
+    lab: Lab, expected: Reachability | Matrix, port: int, protocol: str = "tcp", timeout: float = 15.0
 ) -> None:
     want = expected.matrix() if isinstance(expected, Reachability) else expected
     last: Matrix = {}
