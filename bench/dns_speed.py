@@ -58,6 +58,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import dns.exception
 import dns.message
 import dns.rcode
+import dns.rrset
 
 from podnet.dns import records
 
@@ -227,6 +228,8 @@ server:
     hide-version: yes
     minimal-responses: yes
     refuse-any: yes
+    rrl-ratelimit: 0
+    rrl-whitelist-ratelimit: 0
 remote-control:
     control-enable: no
 zone:
@@ -395,6 +398,13 @@ def dnsperf(
 # -- comparing answers --------------------------------------------------------------
 
 
+PARTS = ("rcode", "answer", "authority", "additional")
+
+
+def sections(m: dns.message.Message) -> list[list[dns.rrset.RRset]]:
+    return [m.answer, m.authority, m.additional]
+
+
 def agree(sample: list[str]) -> tuple[int, list[str]]:
     """Ask both servers; count identical answers (rcode and the three sections as sets)."""
     same, diffs = 0, list[str]()
@@ -406,15 +416,17 @@ def agree(sample: list[str]) -> tuple[int, list[str]]:
             got.append(
                 (
                     dns.rcode.to_text(m.rcode()),
-                    sorted(rr.to_text() for rr in m.answer),
-                    sorted(rr.to_text() for rr in m.authority),
-                    sorted(rr.to_text() for rr in m.additional),
+                    *(
+                        sorted(line for rr in sec for line in rr.to_text().splitlines())
+                        for sec in sections(m)
+                    ),
                 )
             )
         if got[0] == got[1]:
             same += 1
         elif len(diffs) < 3:
-            diffs.append(f"{line}: podnet {got[0]} / nsd {got[1]}")
+            where = [part for part, a, b in zip(PARTS, got[0], got[1], strict=True) if a != b]
+            diffs.append(f"{line}: {', '.join(where)} differ: podnet {got[0]} / NSD {got[1]}")
     return same, diffs
 
 

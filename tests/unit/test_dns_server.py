@@ -111,6 +111,32 @@ def test_a_repeated_question_comes_from_the_cache_with_its_own_id(resolver: Reso
     assert m.id == second.id and len(resolver._cache) == 1
 
 
+def test_a_repeated_question_is_answered_without_parsing_it(
+    resolver: Resolver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = q("web.default.svc.cluster.local")
+    out = resolver.answer_now(first.to_wire(), False)
+    assert isinstance(out, bytes)
+
+    def no_parse(*args: Any, **kw: Any) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(dns.message, "from_wire", no_parse)
+    again = first.to_wire()
+    again = b"\xbe\xef" + again[2:]
+    assert resolver.answer_now(again, False) == b"\xbe\xef" + out[2:]
+    monkeypatch.undo()
+    # The same question over TCP is another entry (its size limit differs).
+    assert isinstance(resolver.answer_now(first.to_wire(), True), bytes) and len(resolver._cache) == 2
+
+
+def test_the_reply_echoes_the_letter_case_the_client_asked_in(resolver: Resolver) -> None:
+    reply(resolver, q("web.default.svc.cluster.local"))
+    m = reply(resolver, q("WeB.Default.svc.cluster.local"))
+    assert m.question[0].name.to_text() == "WeB.Default.svc.cluster.local."
+    assert m.answer[0][0].address == "10.96.1.1"
+
+
 def test_a_new_zone_empties_the_cache() -> None:
     zones = [ZONE]
     r = Resolver(lambda: zones[0], upstream=None)

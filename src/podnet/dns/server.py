@@ -3,10 +3,12 @@ precomputed `Zone` and forwarding what is not the zone's to an upstream
 resolver.
 
 The wire format is dnspython's; the loop is ours. A zone answer is
-rendered once per (name, type, flags that change the bytes) and kept with
-the zone it came from, so a repeated question costs one parse and one
-dict lookup; a new zone (after a change in the cluster) starts with an
-empty cache. Forwarded queries go upstream over the transport the client
+rendered once per question message (its bytes after the ID, and the
+transport) and kept with the zone it came from, so a repeated question
+costs one dict lookup and no parse: the reply is the cached bytes with the
+asker's ID; a new zone (after a change in the cluster) starts with an
+empty cache. UDP is read straight off the socket, draining every datagram
+waiting at each wake-up, rather than one per event-loop turn. Forwarded queries go upstream over the transport the client
 used (UDP or TCP), with the client's own message, so the upstream's answer
 (rcode, flags, TTLs) is relayed unchanged.
 """
@@ -20,7 +22,6 @@ import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 import dns.exception
 import dns.flags
@@ -60,7 +61,8 @@ class Resolver:
         self.zone = zone
         self.upstream = upstream
         self.recursion = recursion
-        self._cache: dict[tuple[object, ...], bytes] = {}
+        # (tcp, the query after its ID) -> the reply after its ID
+        self._cache: dict[tuple[bool, bytes], bytes] = {}
         self._cache_zone: Zone | None = None
         self._rrsets: dict[tuple[Record, ...], dns.rrset.RRset] = {}
         self.queries = 0
@@ -71,6 +73,13 @@ class Resolver:
     def answer_now(self, wire: bytes, tcp: bool) -> bytes | _Pending | None:
         """The reply, or what needs the network first, or None (drop)."""
         self.queries += 1
+        zone = self.zone()
+        if zone is not self._cache_zone:
+            self._cache, self._cache_zone = {}, zone
+        key = (tcp, wire[2:])
+        cached = self._cache.get(key)
+        if cached is not None:
+            return wire[:2] + cached
         try:
             query = dns.message.from_wire(wire)
         except Exception:
@@ -84,16 +93,9 @@ class Resolver:
         q = query.question[0]
         if q.rdclass != dns.rdataclass.IN:
             return self._render(query, dns.rcode.REFUSED, (), tcp)
-        zone = self.zone()
         if zone is None:
             return self._render(query, dns.rcode.SERVFAIL, (), tcp)  # not synced yet
-        if zone is not self._cache_zone:
-            self._cache, self._cache_zone = {}, zone
         qname, qtype = q.name.to_text().lower(), dns.rdatatype.to_text(q.rdtype)
-        key = (qname, q.rdtype, bool(query.flags & dns.flags.RD), query.edns, query.payload, tcp)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return wire[:2] + cached[2:]
         ans = zone.answer(qname, qtype)
         if ans is None:
             if self.upstream is None:
@@ -105,7 +107,7 @@ class Resolver:
         out = self._render(query, ans, (), tcp)
         if len(self._cache) >= CACHE_MAX:
             self._cache.clear()
-        self._cache[key] = out
+        self._cache[key] = out[2:]
         return out
 
     def _rrset(self, records: tuple[Record, ...]) -> dns.rrset.RRset:
@@ -234,29 +236,49 @@ async def forward(
 # -- serving ----------------------------------------------------------------------
 
 
-class _UDP(asyncio.DatagramProtocol):
-    def __init__(self, resolver: Resolver) -> None:
+class _UDP:
+    """UDP on a non-blocking socket, read from an event-loop reader
+    callback that drains up to `BATCH` datagrams per wake-up (asyncio's
+    datagram transport takes one per loop turn). A reply the socket cannot
+    take right now is dropped, as a full queue drops one: the client asks
+    again."""
+
+    BATCH = 64
+
+    def __init__(self, resolver: Resolver, sock: socket.socket) -> None:
         self.resolver = resolver
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
+        self.buf = bytearray(65535)
+        self.view = memoryview(self.buf)
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # (Python 3.11's selector datagram transport is no DatagramTransport subclass.)
-        self.transport = cast(asyncio.DatagramTransport, transport)
+    def readable(self) -> None:
+        sock, view, answer_now = self.sock, self.view, self.resolver.answer_now
+        for _ in range(self.BATCH):
+            try:
+                size, addr = sock.recvfrom_into(self.buf)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # an ICMP error from an earlier reply: not ours to act on
+            data = bytes(view[:size])
+            try:
+                now = answer_now(data, tcp=False)
+            except Exception:
+                log.exception("answering a query failed")
+                now = _error_header(data, dns.rcode.SERVFAIL)
+            if isinstance(now, bytes):
+                self.send(now, addr)
+            elif isinstance(now, _Pending):
+                task = asyncio.ensure_future(self._slow(data, addr))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+    def send(self, reply: bytes, addr: tuple[str, int]) -> None:
         try:
-            now = self.resolver.answer_now(data, tcp=False)
-        except Exception:
-            log.exception("answering a query failed")
-            now = _error_header(data, dns.rcode.SERVFAIL)
-        if isinstance(now, bytes):
-            assert self.transport is not None
-            self.transport.sendto(now, addr)
-        elif isinstance(now, _Pending):
-            task = asyncio.ensure_future(self._slow(data, addr))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.sock.sendto(reply, addr)
+        except OSError as exc:  # the socket's buffer full (EAGAIN), or the client gone
+            log.debug("reply to %s:%s: %s", addr[0], addr[1], exc)
 
     async def _slow(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -264,8 +286,8 @@ class _UDP(asyncio.DatagramProtocol):
         except Exception:
             log.exception("answering a query failed")
             reply = _error_header(data, dns.rcode.SERVFAIL)
-        if reply is not None and self.transport is not None:
-            self.transport.sendto(reply, addr)
+        if reply is not None and self.sock.fileno() >= 0:
+            self.send(reply, addr)
 
 
 async def _tcp_client(resolver: Resolver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -339,13 +361,16 @@ async def serve(
 ) -> None:
     """Serve DNS on the given sockets (and readiness on `ready_sock`) until `stop` is set."""
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(lambda: _UDP(resolver), sock=udp)
+    udp.setblocking(False)
+    udp_server = _UDP(resolver, udp)
+    loop.add_reader(udp.fileno(), udp_server.readable)
     servers = [await asyncio.start_server(lambda r, w: _tcp_client(resolver, r, w), sock=tcp)]
     if ready_sock is not None:
         servers.append(await asyncio.start_server(lambda r, w: _http_ready(ready, r, w), sock=ready_sock))
     try:
         await stop.wait()
     finally:
-        transport.close()
+        loop.remove_reader(udp.fileno())
+        udp.close()
         for s in servers:
             s.close()
