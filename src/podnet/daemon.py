@@ -17,7 +17,6 @@ import threading
 from typing import Any
 
 from podnet import __version__
-from podnet.agent.source import KubeSource, api_client
 from podnet.api.errors import AlreadyExists
 from podnet.config import ClusterConfig, load
 from podnet.controllers import ipam
@@ -126,7 +125,7 @@ class ControlPlane:
         self.controllers = ControllerManager(self.registry)
         self.endpointslices = EndpointSliceController(self.registry)
         self.proxies: list[ServiceProxy] = []
-        self.sources: list[KubeSource] = []
+        self.sources: list[Any] = []  # agent.source.KubeSource, imported with the agents
         self.policy_agents: list[PolicyAgent] = []
         self.cloud: CloudController | None = None
         self.ingress = IngressController(self.registry, cfg.state_dir)
@@ -181,6 +180,35 @@ class ControlPlane:
         kubeconfig = tls.write_kubeconfigs(
             pki, self.cfg.state_dir, self.cfg.name, https_url, f"https://{self.plan.router_ip}:{CONTROL_PLANE_PORT}"
         )
+        self.node_lifecycle.start()
+        self.controllers.start()
+        self.endpointslices.start()
+        self.cloud = CloudController(self.registry, self.plan, self.cfg)
+        self.cloud.start()
+        self.ingress.start()
+        for kubelet in self.kubelets:
+            kubelet.start()
+        host, port = str(self.http.server_address[0]), int(self.http.server_address[1])
+        state = {
+            "pid": os.getpid(),
+            "api": f"http://{host}:{port}",
+            "api_https": https_url,
+            "kubeconfig": kubeconfig,
+            "config": self.cfg.to_dict(),
+        }
+        tmp = os.path.join(self.cfg.state_dir, STATE_FILE + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+        os.replace(tmp, os.path.join(self.cfg.state_dir, STATE_FILE))
+        # The node agents start once the control plane answers: importing the
+        # Kubernetes client library costs a good part of a second that
+        # `podnet up` need not wait for.
+        threading.Thread(target=self._start_agents, args=(kubeconfig,), name="agents", daemon=True).start()
+        log.info("control plane serving on %s:%s", host, port)
+
+    def _start_agents(self, kubeconfig: str) -> None:
+        from podnet.agent.source import KubeSource, api_client
+
         # The node agents are Kubernetes clients, as on a real cluster (podnet
         # agent): list-then-watch through the `kubernetes` library, over HTTPS
         # with the kubeconfig's client certificate, one cache per node shared
@@ -199,33 +227,10 @@ class ControlPlane:
         self.policy_agents = [
             PolicyAgent(source, n.name, n.netns) for n, source in zip(self.plan.nodes, self.sources, strict=True)
         ]
-        # No waiting for the first lists: each agent's first sync is empty and
-        # the lists arrive as ADDED events, programmed incrementally.
-        self.node_lifecycle.start()
-        self.controllers.start()
-        self.endpointslices.start()
         for proxy in self.proxies:
             proxy.start()
         for agent in self.policy_agents:
             agent.start()
-        self.cloud = CloudController(self.registry, self.plan, self.cfg)
-        self.cloud.start()
-        self.ingress.start()
-        for kubelet in self.kubelets:
-            kubelet.start()
-        host, port = str(self.http.server_address[0]), int(self.http.server_address[1])
-        state = {
-            "pid": os.getpid(),
-            "api": f"http://{host}:{port}",
-            "api_https": https_url,
-            "kubeconfig": kubeconfig,
-            "config": self.cfg.to_dict(),
-        }
-        tmp = os.path.join(self.cfg.state_dir, STATE_FILE + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(state, f)
-        os.replace(tmp, os.path.join(self.cfg.state_dir, STATE_FILE))
-        log.info("control plane serving on %s:%s", host, port)
 
     def _listen_in_router(self) -> socket.socket:
         with netns.entered(self.plan.router_netns):

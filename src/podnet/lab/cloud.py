@@ -16,8 +16,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pyroute2 import IPRoute
-
 from podnet.api.errors import Conflict, NotFound
 from podnet.config import ClusterConfig
 from podnet.lab import netns, readiness
@@ -174,6 +172,8 @@ class CloudController:
         self.health = {t: _result(f) for t, f in futures.items()}
 
     def _set_routes(self, routed: dict[str, str]) -> None:
+        from pyroute2 import IPRoute  # rarely needed: not worth its import at start-up
+
         with netns.entered(self.plan.router_netns):
             ipr = IPRoute()
         with ipr:
