@@ -255,6 +255,8 @@ class IngressController:
         store = self.reg.store
         classes = store.list("IngressClass")[0]
         ingresses = owned(store.list("Ingress")[0], classes)
+        if not ingresses and not self.applied:
+            return  # no Ingress yet, no nginx running: nothing to render (a lab without Ingresses pays little)
         if ingresses and self.install:
             self._ensure_installed()
         table = model.merge(ingresses)
