@@ -23,6 +23,7 @@ from podnet.lab.topology import LabPlan, LoadBalancerPort, router_ruleset
 from podnet.proxy.healthcheck import PROXY_HEALTHZ_PORT
 from podnet.proxy.nftables import Nftables
 from podnet.server.registry import Registry
+from podnet.store.store import clone
 
 log = logging.getLogger("podnet.cloud")
 Obj = dict[str, Any]
@@ -110,9 +111,11 @@ class CloudController:
             self.stop.wait(CHECK_INTERVAL)
 
     def sync(self) -> None:
-        services = self.reg.store.list("Service")[0]
+        # Read without copies (every second, every Service): only what is
+        # written back is copied, in _allocate.
+        services = self.reg.store.list("Service", shared=True)[0]
         self._allocate(services)
-        services = self.reg.store.list("Service", where=lambda s: bool(_wants_traffic(s)))[0]
+        services = self.reg.store.list("Service", where=lambda s: bool(_wants_traffic(s)), shared=True)[0]
         self._check_health(services)
         ports: list[LoadBalancerPort] = []
         routed: dict[str, str] = {}
@@ -140,8 +143,11 @@ class CloudController:
             if s["spec"].get("type") == "LoadBalancer"
             for i in (s.get("status", {}).get("loadBalancer", {}).get("ingress") or [])
         }
-        for svc in services:
-            ingress = svc.get("status", {}).get("loadBalancer", {}).get("ingress")
+        for shared in services:
+            ingress = shared.get("status", {}).get("loadBalancer", {}).get("ingress")
+            if shared["spec"].get("type") != "LoadBalancer" and not ingress:
+                continue
+            svc = clone(shared)
             if svc["spec"].get("type") == "LoadBalancer":
                 if ingress:
                     continue

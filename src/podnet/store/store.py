@@ -80,9 +80,11 @@ class Store:
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER)")
         self._objects: dict[Key, Obj] = {}
+        self._by_kind: dict[str, dict[Key, Obj]] = {}  # the same objects by kind: a list reads one kind only
         for (body,) in self._db.execute("SELECT body FROM objects"):
             obj = json.loads(body)
             self._objects[key_of(obj)] = obj
+            self._by_kind.setdefault(obj["kind"], {})[key_of(obj)] = obj
         row = self._db.execute("SELECT v FROM meta WHERE k='rv'").fetchone()
         self._rv = int(row[0]) if row else 0
         # Watches can resume from any version after this one.
@@ -124,8 +126,8 @@ class Store:
         with self._lock:
             items = [
                 o if shared else clone(o)
-                for (k, ns, _), o in self._objects.items()
-                if k == kind and (namespace is None or ns == namespace) and (where is None or where(o))
+                for (_, ns, _), o in self._by_kind.get(kind, {}).items()
+                if (namespace is None or ns == namespace) and (where is None or where(o))
             ]
             rv = self._rv
         items.sort(key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
@@ -193,8 +195,10 @@ class Store:
         self._db.execute("COMMIT")
         if type_ == "DELETED":
             self._objects.pop(key, None)
+            self._by_kind.get(key[0], {}).pop(key, None)
         else:
             self._objects[key] = obj
+            self._by_kind.setdefault(key[0], {})[key] = obj
         if len(self._events) == self._events.maxlen:
             self._oldest_rv = self._events[0].rv
         self._events.append(Event(type_, clone(obj), self._rv, time.time()))
