@@ -29,6 +29,26 @@ step podnet get pods -l app=web
 step podnet exec client -- curl -s -X POST "http://$(podnet get pod "$first" -o json | python3 -c 'import json,sys;print(json.load(sys.stdin)["status"]["podIP"])'):8080/healthz/pass"
 echo; echo "# the outside world: a node reaches the internet server through the cloud NAT, seen from its public address"
 step podnet probe node/node-1 internet --port 80
+echo; echo "# a Service: a stable virtual IP over the pods, found by name through the cluster DNS"
+step podnet exec client -- getent hosts web
+step podnet probe client web --port 80 --count 30
+echo; echo "# from outside: a LoadBalancer from the lab's cloud, in front of every node's nodePort"
+podnet apply -f - <<'YAML'
+apiVersion: v1
+kind: Service
+metadata: {name: web-public}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 80, targetPort: http}]
+YAML
+for _ in $(seq 50); do
+  lb=$(podnet get svc web-public -o json | python3 -c 'import json,sys; print((json.load(sys.stdin).get("status",{}).get("loadBalancer",{}).get("ingress") or [{}])[0].get("ip",""))')
+  [ -n "$lb" ] && break; sleep 0.2
+done
+step podnet get svc web-public
+sleep 1.5  # the cloud's first health checks
+step podnet probe internet "$lb" --port 80 --count 10
 step podnet scale deployment/web --replicas 5
 sleep 1
 step podnet get pods -o wide
