@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import ipaddress
 import os
-import platform
 import random
 import re
 import shutil
@@ -59,6 +58,7 @@ import dns.exception
 import dns.message
 import dns.rcode
 import dns.rrset
+from machine import describe
 
 from podnet.dns import records
 
@@ -434,31 +434,7 @@ def agree(sample: list[str]) -> tuple[int, list[str]]:
 
 
 def machine() -> list[str]:
-    mem_kb = 0
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    cpu = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions = []
-    for cmd in (["dnsperf", "-h"], ["nsd", "-v"]):
-        with contextlib.suppress(OSError):
-            p = subprocess.run(cmd, capture_output=True, text=True)
-            found = re.search(r"[Vv]ersion:?\s+(\S+)", p.stdout + p.stderr)
-            versions.append(f"{cmd[0]} {found.group(1) if found else '?'}")
-    return [
-        f"cpus:    {os.cpu_count()} ({cpu or platform.machine()})",
-        f"memory:  {mem_kb / 1024 / 1024:.1f} GiB",
-        f"kernel:  {platform.release()}",
-        f"python:  {platform.python_version()} ({sys.executable})",
-        f"tools:   {', '.join(versions)}",
-        f"load:    {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min, at start)",
-    ]
+    return describe([["dnsperf", "-h"], ["nsd", "-v"]])
 
 
 def table(rows: list[tuple[str, ...]]) -> str:

@@ -20,7 +20,6 @@ import contextlib
 import http.client
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from machine import describe
 
 CLUSTER = "pnbench"
 NETNS_DIR = "/run/netns"
@@ -72,26 +73,7 @@ def podnet(*args: str, env: dict[str, str], check: bool = True) -> float:
 
 
 def machine() -> list[str]:
-    mem_kb = 0
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    cpu = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return [
-        f"cpus:    {os.cpu_count()} ({cpu or platform.machine()})",
-        f"memory:  {mem_kb / 1024 / 1024:.1f} GiB",
-        f"kernel:  {platform.release()}",
-        f"python:  {platform.python_version()} ({sys.executable})",
-    ]
-
-
-# -- the control plane's memory ----------------------------------------------
+    return describe(None)
 
 
 def _children() -> dict[int, list[int]]:
@@ -228,8 +210,10 @@ def bench_pods(env: dict[str, str], state_dir: str, counts: list[int], timeout: 
     host, _, port = state["api"].removeprefix("http://").rpartition(":")
     time.sleep(0.5)  # let the start-up settle before measuring idle memory
     rss, procs = tree_rss_mb(pid)
-    print(f"control plane RSS, idle:             {control_plane_rss_mb(pid):7.1f} MB "
-          f"(with its {procs - 1} workload processes, the cluster DNS: {rss:.1f} MB)")
+    print(
+        f"control plane RSS, idle:             {control_plane_rss_mb(pid):7.1f} MB "
+        f"(with its {procs - 1} workload processes, the cluster DNS: {rss:.1f} MB)"
+    )
     watch = PodWatch(host, int(port))
     watch.start()
     manifest = os.path.join(state_dir, "bench.yaml")

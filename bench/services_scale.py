@@ -41,20 +41,20 @@ import gc
 import ipaddress
 import math
 import os
-import platform
 import random
 import resource
 import selectors
 import socket
 import statistics
 import struct
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
+
+from machine import describe
 
 from podnet.lab import netns
 from podnet.lab.network import add_pod
@@ -94,31 +94,7 @@ CFG = render.ProxyConfig()
 
 
 def machine() -> list[str]:
-    mem_kb = 0
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    cpu = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    try:
-        nft = subprocess.run(["nft", "--version"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        nft = "nft not found (libnftables is what the proxy uses)"
-    return [
-        f"nproc:   {os.cpu_count()} ({cpu or platform.machine()})",
-        f"memory:  {mem_kb / 1024 / 1024:.1f} GiB",
-        f"kernel:  {platform.release()}",
-        f"python:  {platform.python_version()} ({sys.executable})",
-        f"nft:     {nft}",
-    ]
-
-
-# -- figures ---------------------------------------------------------------------
+    return describe([["nft", "--version"]])
 
 
 def pct(values: list[float], p: float) -> float:
