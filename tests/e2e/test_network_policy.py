@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from podnet.lab import topology
@@ -702,7 +702,14 @@ def _spec(p: dict) -> dict:
     }
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@settings(
+    max_examples=5,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+    # No shrinking: each example costs real probes, and a failure prints its policies as they are.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+)
 @given(
     policies=st.lists(_policy, min_size=1, max_size=3),
     port=st.sampled_from([(80, "tcp"), (80, "udp"), (81, "tcp")]),

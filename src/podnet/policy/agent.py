@@ -58,7 +58,11 @@ class PolicyAgent:
                     self.ready.set()
                 events = self.source.events_since(rv, timeout=1.0)
             except APIError:
-                rv = self._relist()
+                try:
+                    rv = self._relist()
+                except Exception:
+                    log.exception("policy agent on %s: relist failed", self.node)
+                    self.stop.wait(0.5)
                 continue
             except Exception:
                 log.exception("policy agent on %s: sync failed; full resync", self.node)
@@ -69,14 +73,21 @@ class PolicyAgent:
             if not events:
                 continue
             rv = events[-1].rv
-            triggers = self.ingest(events)
-            if triggers:
-                try:
+            try:
+                triggers = self.ingest(events)
+                if triggers:
                     self.sync(triggers=triggers)
+            except Exception:
+                # Never let one bad batch end the loop (the table would go
+                # stale for good): start over from a fresh list.
+                log.exception("policy agent on %s: incremental sync failed; relist and full resync", self.node)
+                self.failures += 1
+                self.needs_full = True
+                try:
+                    rv = self._relist()
                 except Exception:
-                    log.exception("policy agent on %s: incremental sync failed; full resync", self.node)
-                    self.failures += 1
-                    self.needs_full = True
+                    log.exception("policy agent on %s: relist failed", self.node)
+                    self.stop.wait(0.5)
 
     def _relist(self) -> int:
         index = render.Index()

@@ -143,14 +143,20 @@ class ServiceProxy:
             if not events:
                 continue
             rv = events[-1].rv
-            dirty, triggers = self._ingest(events)
-            if dirty:
-                try:
+            try:
+                dirty, triggers = self._ingest(events)
+                if dirty:
                     self._sync_services(dirty, triggers)
+            except Exception:
+                # Never let one bad batch end the loop: start over from a fresh list.
+                log.exception("proxy on %s: incremental sync failed; relist and full resync", self.node)
+                self.failures += 1
+                self.needs_full = True
+                try:
+                    rv = self._relist()
                 except Exception:
-                    log.exception("proxy on %s: incremental sync failed; full resync", self.node)
-                    self.failures += 1
-                    self.needs_full = True
+                    log.exception("proxy on %s: relist failed", self.node)
+                    self.stop.wait(0.5)
 
     def _relist(self) -> int:
         services, rv = self.source.list("Service")
