@@ -285,3 +285,15 @@ def test_the_compiled_rules_allow_exactly_what_the_evaluator_allows(
     idx = index(policies)
     verdict = evaluate(policies, NS_LABELS, Endpoint(src.ip, src), Endpoint(dst.ip, dst), *traffic)
     assert kernel_allows(idx, src, dst, *traffic) == verdict.allowed, verdict.text()
+
+
+def test_overlapping_ports_of_one_rule_are_merged_for_the_interval_set() -> None:
+    # nftables refuses overlapping interval elements (and with them the whole transaction).
+    ports = [
+        model.PortMatch("TCP", 80),
+        model.PortMatch("TCP", 79, 80),
+        model.PortMatch("TCP", 82, 90),
+        model.PortMatch("UDP", 80),
+        model.PortMatch("TCP", 81),
+    ]
+    assert render._port_elements(ports) == {"tcp . 79-90", "udp . 80"}

@@ -252,16 +252,29 @@ def _proto(protocol: str) -> str:
 
 
 def _port_elements(ports: Iterable[PortMatch]) -> set[str]:
-    out = set()
+    """`protocol . port-range` elements of an interval set. Overlapping or
+    touching ranges are merged first: an interval set refuses overlaps, and
+    one rule may well list port 80 and the range 79-80."""
+    spans: dict[str, list[tuple[int, int]]] = {}
     for pm in ports:
         if isinstance(pm.port, str):
             continue
         if pm.port is None:
-            out.add(f"{_proto(pm.protocol)} . 0-65535")
-        elif pm.end_port is not None and pm.end_port != pm.port:
-            out.add(f"{_proto(pm.protocol)} . {pm.port}-{pm.end_port}")
+            lo, hi = 0, 65535
         else:
-            out.add(f"{_proto(pm.protocol)} . {pm.port}")
+            lo = int(pm.port)
+            hi = int(pm.end_port) if pm.end_port is not None else lo
+        spans.setdefault(_proto(pm.protocol), []).append((lo, max(lo, hi)))
+    out = set()
+    for proto, items in spans.items():
+        merged: list[list[int]] = []
+        for lo, hi in sorted(items):
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        for lo, hi in merged:
+            out.add(f"{proto} . {lo}-{hi}" if hi != lo else f"{proto} . {lo}")
     return out
 
 
